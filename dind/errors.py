@@ -43,3 +43,11 @@ class CommandError(DindError):
         self.status = status
         self.errno = errno
         super().__init__(message)
+
+
+class EarlyExit(Exception):
+    """The command line asked for something that ends the run (``--help``, ``--version``)."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(status)

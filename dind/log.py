@@ -19,6 +19,14 @@ ERROR = 40
 
 FORMATS = ("text", "json")
 
+# LogRecord attributes that ``extra`` may not overwrite; such fields get a ``_`` suffix.
+_RESERVED = frozenset({
+    "args", "asctime", "created", "exc_info", "exc_text", "filename", "funcName",
+    "levelname", "levelno", "lineno", "message", "module", "msecs", "msg", "name",
+    "pathname", "process", "processName", "relativeCreated", "stack_info", "taskName",
+    "thread", "threadName",
+})  # fmt: skip
+
 _PREFIX = {DEBUG: "", INFO: "", WARNING: "warning: ", ERROR: "error: "}
 
 
@@ -54,7 +62,8 @@ class Log:
         if level < self.level and level < ERROR:
             return
         logger = self._logger or self._setup()
-        logger.log(level, msg, extra={k: v for k, v in fields.items() if v is not None})
+        extra = {(k + "_" if k in _RESERVED else k): v for k, v in fields.items() if v is not None}
+        logger.log(level, msg, extra=extra)
 
     def flush(self) -> None:
         """Flush stderr before exec, so no record is lost with the old process image."""

@@ -1,0 +1,3 @@
+from dind.main import main
+
+main()

@@ -1,0 +1,157 @@
+"""cgroup v1 (and hybrid): each hierarchy of /proc/1/cgroup mounted under the cgroup root.
+
+The 2015 hack/dind mounted hierarchies exactly as the host had them, because
+nested runtimes (LXC then, runc now) look controllers up by directory name:
+``cpu,cpuacct`` co-mounted needs ``cpu`` and ``cpuacct`` symlinks, and systemd's
+inverted ``cpuacct,cpu`` also needs ``cpu,cpuacct``.
+"""
+
+from __future__ import annotations
+
+from dind.actions import CONFLICT, PENDING, SATISFIED, Action, MakeDir, Mount, Symlink
+from dind.errors import ParseError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dind.mountinfo import MountTable
+    from dind.proccgroup import Hierarchy
+
+STEP = "cgroup-mounts"
+ROOT_OPTIONS = "uid=0,gid=0,mode=0755"
+UNIFIED_DIR = "unified"
+
+
+def _dir_status(name: str, entries: dict[str, str]) -> tuple[str, str]:
+    kind = entries.get(name)
+    if kind is None:
+        return PENDING, ""
+    if kind == "dir":
+        return SATISFIED, ""
+    what = "a symlink" if kind.startswith("link:") else "not a directory"
+    return CONFLICT, f"exists and is {what}; dind never mounts through it"
+
+
+def _mount_status(
+    mounts: MountTable, target: str, fstype: str, items: frozenset[str]
+) -> tuple[str, str]:
+    top = mounts.at(target)
+    if top is None:
+        return PENDING, ""
+    tokens = set(top.super_options.split(","))
+    if top.fstype == fstype and items <= tokens:
+        return SATISFIED, f"{fstype} already mounted"
+    opts = f" ({top.super_options})" if top.fstype == "cgroup" else ""
+    return CONFLICT, f"{top.fstype}{opts} already mounted there; not stacking on top"
+
+
+def plan_mounts(
+    hierarchies: list[Hierarchy],
+    root: str,
+    mounts: MountTable,
+    root_entries: dict[str, str] | None,
+    source: str,
+) -> list[Action]:
+    """Actions for a v1 or hybrid layout, in /proc/1/cgroup order.
+
+    ``root_entries`` lists what already is in the cgroup root (``dir``,
+    ``link:TARGET`` or ``other``), or is None when the root does not exist.
+    """
+    actions: list[Action] = [MakeDir(STEP, root, PENDING if root_entries is None else SATISFIED)]
+    top = mounts.at(root)
+    if top is None:
+        actions.append(Mount(STEP, "cgroup", root, "tmpfs", ROOT_OPTIONS))
+        entries: dict[str, str] = {}  # the new tmpfs hides whatever is there now
+    elif top.fstype in ("cgroup", "cgroup2"):
+        # Directories made inside a cgroup filesystem are cgroups, not mount points.
+        actions.append(
+            Mount(
+                STEP,
+                "cgroup",
+                root,
+                "tmpfs",
+                ROOT_OPTIONS,
+                status=CONFLICT,
+                note=f"{top.fstype} is mounted there; v1 hierarchies need "
+                "a plain directory tree (choose another --cgroup-root)",
+            )
+        )
+        return actions
+    else:
+        actions.append(
+            Mount(
+                STEP,
+                "cgroup",
+                root,
+                "tmpfs",
+                ROOT_OPTIONS,
+                status=SATISFIED,
+                note=f"{top.fstype} already mounted",
+            )
+        )
+        entries = root_entries or {}
+
+    claimed: dict[str, int] = {}
+
+    def claim(name: str, lineno: int) -> str:
+        if name in claimed:
+            raise ParseError(source, lineno, f"{root}/{name} would also serve line {claimed[name]}")
+        claimed[name] = lineno
+        return f"{root}/{name}"
+
+    for h in hierarchies:
+        if h.unified:
+            continue
+        name = h.directory
+        target = claim(name, h.lineno)
+        status, note = _dir_status(name, entries)
+        actions.append(MakeDir(STEP, target, status, note))
+        if status == CONFLICT:
+            continue
+        items = frozenset(h.options.split(","))
+        status, note = _mount_status(mounts, target, "cgroup", items)
+        actions.append(Mount(STEP, "cgroup", target, "cgroup", h.options, status=status, note=note))
+        links = [c for c in h.controllers if c != name]
+        if name == "cpuacct,cpu":
+            links.append("cpu,cpuacct")
+        for link in links:
+            path = claim(link, h.lineno)
+            kind = entries.get(link)
+            if kind is None:
+                actions.append(Symlink(STEP, path, name))
+            elif kind == f"link:{name}":
+                actions.append(Symlink(STEP, path, name, SATISFIED, "link already there"))
+            else:
+                actions.append(
+                    Symlink(
+                        STEP,
+                        path,
+                        name,
+                        CONFLICT,
+                        f"{path} already exists and is not a link to {name}",
+                    )
+                )
+
+    unified = [h for h in hierarchies if h.unified]
+    if unified:
+        target = claim(UNIFIED_DIR, unified[0].lineno)
+        status, note = _dir_status(UNIFIED_DIR, entries)
+        actions.append(MakeDir(STEP, target, status, note))
+        if status != CONFLICT:
+            status, note = _mount_status(mounts, target, "cgroup2", frozenset())
+            actions.append(Mount(STEP, "cgroup2", target, "cgroup2", status=status, note=note))
+    return actions
+
+
+def devices_warnings(hierarchies: list[Hierarchy]) -> list[str]:
+    """The 2015 script's warnings: nested runtimes need ``devices`` in a hierarchy of its own."""
+    for h in hierarchies:
+        if "devices" in h.controllers:
+            if len(h.options.split(",")) > 1:
+                return [
+                    f'the "devices" cgroup should be in its own hierarchy (it shares {h.options})'
+                ]
+            return []
+    return [
+        'it looks like the "devices" cgroup is not mounted (no devices hierarchy in '
+        "/proc/1/cgroup); nested containers cannot be confined"
+    ]

@@ -1,0 +1,174 @@
+"""apply's failure policy and error messages, driven through a recording kernel."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from dind import mountinfo, proccgroup
+from dind.actions import MakeDir, Mount
+from dind.apply import apply
+from dind.errors import SetupError
+from dind.log import INFO, Log
+from dind.plan import Facts, Plan, make_plan
+from tests.conftest import fixture_text
+from tests.fakes import FakeKernel
+
+
+def container_plan(**overrides: object) -> Plan:
+    values: dict[str, object] = {
+        "hierarchies": proccgroup.parse(fixture_text("container-v1-hostns", "proc_1_cgroup")),
+        "mounts": mountinfo.MountTable(
+            mountinfo.parse(fixture_text("container-v1-hostns", "mountinfo"))
+        ),
+    }
+    values.update(overrides)
+    return make_plan(Facts(**values))  # type: ignore[arg-type]
+
+
+def mounts_of(kernel: FakeKernel) -> list[str]:
+    return [c[1] for c in kernel.calls if c[0] == "mount"]
+
+
+def test_everything_pending_is_executed_in_plan_order() -> None:
+    kernel = FakeKernel()
+    apply(container_plan(), kernel, Log())
+    assert mounts_of(kernel) == [
+        "/sys/kernel/security",
+        "/tmp",
+        "/cgroup",
+        "/cgroup/systemd",
+        "/cgroup/pids",
+        "/cgroup/blkio",
+        "/cgroup/freezer",
+        "/cgroup/devices",
+        "/cgroup/memory",
+        "/cgroup/cpuset",
+        "/cgroup/cpuacct",
+        "/cgroup/cpu",
+        "/cgroup/unified",
+        "/",
+    ]
+    assert ("mount", "/", "", "", str(0x4000 | 1 << 20)) in kernel.calls
+    assert ("mount", "/cgroup/systemd", "cgroup", "name=systemd", "0") in kernel.calls
+    assert ("mount", "/tmp", "tmpfs", "mode=1777", "0") in kernel.calls  # no MS_NODEV
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.EACCES])
+def test_not_privileged_stops_at_the_first_mount_whatever_its_step(
+    code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kernel = FakeKernel({("mount", "/sys/kernel/security"): code})
+    with pytest.raises(SetupError) as err:
+        apply(container_plan(), kernel, Log())
+    assert mounts_of(kernel) == ["/sys/kernel/security"]
+    message = str(err.value)
+    assert message.startswith("mount -t securityfs securityfs /sys/kernel/security: ")
+    assert "run the container with --privileged" in message
+    assert err.value.errno == code and err.value.step == "securityfs"
+    assert capsys.readouterr().err == ""  # main prints the error, once
+
+
+def test_later_best_effort_failure_warns_and_goes_on(capsys: pytest.CaptureFixture[str]) -> None:
+    kernel = FakeKernel({("mount", "/tmp"): errno.EINVAL})
+    apply(container_plan(), kernel, Log())
+    assert "/cgroup/unified" in mounts_of(kernel) and mounts_of(kernel)[-1] == "/"
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "dind: warning: mount -t tmpfs -o mode=1777 tmpfs /tmp: Invalid argument [EINVAL]: "
+        "the kernel rejected these mount options (best effort, continuing; --strict makes "
+        "this fatal)"
+    ]
+
+
+def test_strict_makes_best_effort_failures_fatal() -> None:
+    kernel = FakeKernel({("mount", "/"): errno.EPERM})
+    with pytest.raises(SetupError, match=r"make-rshared /: Operation not permitted \[EPERM\]"):
+        apply(container_plan(), kernel, Log(), strict=True)
+    kernel = FakeKernel({("mount", "/"): errno.EPERM})
+    apply(container_plan(), kernel, Log(level=50))  # not strict: a warning only
+
+
+def test_required_step_failure_says_what_stays_applied() -> None:
+    kernel = FakeKernel({("mount", "/cgroup/blkio"): errno.EBUSY})
+    with pytest.raises(SetupError) as err:
+        apply(container_plan(), kernel, Log())
+    assert mounts_of(kernel)[-1] == "/cgroup/blkio"
+    assert str(err.value) == (
+        "mount -t cgroup -o blkio cgroup /cgroup/blkio: Device or resource busy [EBUSY]: "
+        "the target is busy (for cgroup v1: that hierarchy exists with other options) "
+        "(7 earlier action(s) of cgroup-mounts stay applied)"
+    )
+
+
+def test_read_only_sys_and_unknown_filesystem_have_their_hints() -> None:
+    kernel = FakeKernel({("mount", "/tmp"): errno.ENODEV})
+    with pytest.raises(SetupError, match="does not support that filesystem type"):
+        apply(container_plan(), kernel, Log(), strict=True)
+    kernel = FakeKernel({("mkdir", "/cgroup/unified"): errno.EROFS})
+    with pytest.raises(SetupError) as err:
+        apply(container_plan(), kernel, Log())
+    assert "mkdir /cgroup/unified: Read-only file system [EROFS]" in str(err.value)
+    assert "--privileged" in str(err.value)
+
+
+def test_satisfied_and_conflicting_actions_are_not_executed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    plan = Plan(
+        [
+            Mount(
+                "tmp", "tmpfs", "/tmp", "tmpfs", status="satisfied", note="tmpfs already mounted"
+            ),
+            Mount(
+                "cgroup-mounts",
+                "cgroup",
+                "/cgroup/cpu",
+                "cgroup",
+                "cpu",
+                status="conflict",
+                note="tmpfs already mounted there; not stacking on top",
+            ),
+        ],
+        [("tmp", "a planning warning"), ("rshared", "never shown: no rshared action")],
+    )
+    kernel = FakeKernel()
+    apply(plan, kernel, Log())
+    assert kernel.calls == []
+    assert capsys.readouterr().err.splitlines() == [
+        "dind: warning: a planning warning",
+        "dind: warning: not done: mount -t cgroup -o cpu cgroup /cgroup/cpu: "
+        "tmpfs already mounted there; not stacking on top",
+    ]
+
+
+def test_a_symlink_in_place_of_a_mount_point_is_refused() -> None:
+    kernel = FakeKernel()
+    kernel.kinds.update({"/cgroup": "dir", "/cgroup/cpu": "link"})
+    plan = Plan([Mount("cgroup-mounts", "cgroup", "/cgroup/cpu", "cgroup", "cpu")], [])
+    with pytest.raises(SetupError, match="is a symlink; dind does not mount through it"):
+        apply(plan, kernel, Log())
+    assert kernel.calls == []
+    plan = Plan([MakeDir("cgroup-mounts", "/cgroup/cpu")], [])
+    with pytest.raises(SetupError, match="/cgroup/cpu is a symlink"):
+        apply(plan, kernel, Log())
+
+
+def test_mkdir_makes_missing_parents() -> None:
+    kernel = FakeKernel()
+    apply(Plan([MakeDir("cgroup-mounts", "/a/b/c")], []), kernel, Log())
+    assert kernel.calls == [("mkdir", "/a"), ("mkdir", "/a/b"), ("mkdir", "/a/b/c")]
+
+
+def test_verbose_logs_each_action_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    apply(container_plan(), FakeKernel(), Log(INFO, "json"))
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    mount = next(r for r in records if r.get("target") == "/cgroup/cpu" and r["action"] == "mount")
+    assert mount["level"] == "INFO" and mount["step"] == "cgroup-mounts"
+    assert mount["fstype"] == "cgroup" and mount["options"] == "cpu"
+    assert mount["message"] == "mount -t cgroup -o cpu cgroup /cgroup/cpu"
+    env = records[0]
+    assert env["action"] == "setenv" and env["variable"] == "container"

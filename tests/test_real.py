@@ -1,0 +1,388 @@
+"""dind for real, as root, in throwaway mount and cgroup namespaces.
+
+Each test starts ``unshare --mount --cgroup --propagation private``; mounts made
+there vanish with it. Directories dind creates on the real filesystem live under
+a scratch directory that the fixture removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dind import mountinfo, proccgroup
+from tests.conftest import DIND, root_only
+
+pytestmark = root_only
+
+UNSHARE = ["unshare", "--mount", "--cgroup", "--propagation", "private"]
+MARK = "=== mountinfo ==="
+
+
+def sandbox(
+    script: str,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    prefix: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("DIND_")}
+    full.pop("container", None)
+    full.update(env or {})
+    full["DIND"] = DIND
+    return subprocess.run(
+        [*(prefix or UNSHARE), "sh", "-euc", script],
+        env=full,
+        capture_output=True,
+        text=True,
+        errors="surrogateescape",
+        timeout=timeout,
+        check=False,
+    )
+
+
+def table_after(stdout: str) -> mountinfo.MountTable:
+    text = stdout.split(MARK, 1)[1]
+    return mountinfo.MountTable(mountinfo.parse(text, "sandbox mountinfo"))
+
+
+def host_hierarchies() -> list[proccgroup.Hierarchy]:
+    with open("/proc/1/cgroup") as f:
+        return proccgroup.parse(f.read())
+
+
+@pytest.fixture
+def tmp_marker() -> Iterator[Path]:
+    """A file in the real /tmp, so the tmp step always has something to hide."""
+    marker = Path("/tmp") / f"dind-test-marker-{os.getpid()}"
+    marker.write_text("")
+    yield marker
+    marker.unlink()
+
+
+def test_every_step_for_real(scratch: Path, tmp_marker: Path) -> None:
+    root = scratch / "cgroup"
+    result = sandbox(
+        f'''echo "$$"; exec "$DIND" --cgroup-root {root} -- sh -c '
+            echo "$$ $container"
+            mknod /tmp/null c 1 3 && head -c 0 /tmp/null
+            stat -c %a /tmp {root}
+            echo "{MARK}"; cat /proc/self/mountinfo' '''
+    )
+    assert result.returncode == 0, result.stderr
+    # Silent on success but for the warning about what the new /tmp hides (the
+    # marker fixture guarantees /tmp is not empty).
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith("dind: warning: the tmpfs on /tmp hides what /tmp holds now (")
+    lines = result.stdout.split(MARK)[0].split("\n")
+    shell_pid = lines[0]
+    assert lines[1] == f"{shell_pid} docker"  # exec'd: same PID; container exported
+    assert lines[2:4] == ["1777", "755"]
+    table = table_after(result.stdout)
+    sec, tmp, top = table.at("/sys/kernel/security"), table.at("/tmp"), table.at(str(root))
+    assert sec is not None and sec.fstype == "securityfs"
+    assert tmp is not None and tmp.fstype == "tmpfs" and "nodev" not in tmp.mount_options
+    assert top is not None and top.fstype == "tmpfs" and "mode=755" in top.super_options
+    for h in host_hierarchies():
+        target = f"{root}/unified" if h.unified else f"{root}/{h.directory}"
+        m = table.at(target)
+        assert m is not None, target
+        if h.unified:
+            assert m.fstype == "cgroup2"
+        else:
+            assert m.fstype == "cgroup"
+            assert set(h.options.split(",")) <= set(m.super_options.split(","))
+    assert all(m.shared for m in table.mounts), "rshared: every mount is shared"
+
+
+def test_running_twice_stacks_nothing(scratch: Path) -> None:
+    root = scratch / "cgroup"
+    result = sandbox(
+        f'''"$DIND" --cgroup-root {root} -- "$DIND" --cgroup-root {root} -- sh -c '
+            echo "{MARK}"; cat /proc/self/mountinfo' '''
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("warning") <= 1  # the first run's /tmp warning at most
+    once = sandbox(
+        f'''"$DIND" --cgroup-root {root} -- sh -c 'echo "{MARK}"; cat /proc/self/mountinfo' '''
+    )
+    twice, single = table_after(result.stdout), table_after(once.stdout)
+    assert len(twice.mounts) == len(single.mounts)
+    points = [m.mountpoint for m in twice.mounts]
+    assert len(points) == len(set(points)) or points.count("/dev/pts") == 2  # host's own
+
+
+def test_dry_run_changes_nothing(scratch: Path) -> None:
+    root = scratch / "never"
+    result = sandbox(
+        f"""cat /proc/self/mountinfo > {scratch}/before
+            "$DIND" --dry-run --cgroup-root {root} -- false > {scratch}/plan
+            cat /proc/self/mountinfo > {scratch}/after"""
+    )
+    assert result.returncode == 0, result.stderr
+    assert (scratch / "before").read_text() == (scratch / "after").read_text()
+    assert not root.exists()
+    assert (
+        f"mount -t tmpfs -o uid=0,gid=0,mode=0755 cgroup {root}" in (scratch / "plan").read_text()
+    )
+
+
+def test_comounted_and_named_hierarchies_for_real(scratch: Path) -> None:
+    """net_cls and net_prio are free on this kernel, so a co-mounted hierarchy can be made."""
+    with open("/proc/cgroups") as f:
+        free = {line.split()[0] for line in f if line.split()[1:2] == ["0"]}
+    if not {"net_cls", "net_prio"} <= free:
+        pytest.skip("net_cls/net_prio are bound to a hierarchy on this kernel")
+    cgroup_file = scratch / "proc_1_cgroup"
+    cgroup_file.write_text("3:name=dindtest:/\n2:net_prio,net_cls:/\n1:devices:/\n0::/\n")
+    root = scratch / "cg"
+    # A new named hierarchy needs "none"; dind mounts the ones that exist, so make it first.
+    # New v1 hierarchies can only be made from the initial cgroup namespace: no --cgroup here.
+    premount = (
+        f"mkdir -p {scratch}/pre && mount -t cgroup -o none,name=dindtest dindtest {scratch}/pre"
+    )
+    no_cgroupns = ["unshare", "--mount", "--propagation", "private"]
+    result = sandbox(
+        f'''{premount}
+            "$DIND" --skip securityfs,tmp,rshared --cgroup-root {root} \
+               --proc-cgroup {cgroup_file} -- sh -c '
+            readlink {root}/net_cls {root}/net_prio; ls {root}/net_cls/ | grep -c net_prio.ifpriomap
+            echo "{MARK}"; cat /proc/self/mountinfo' ''',
+        prefix=no_cgroupns,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    head = result.stdout.split(MARK)[0].split()
+    assert head == ["net_prio,net_cls", "net_prio,net_cls", "1"]
+    table = table_after(result.stdout)
+    named = table.at(f"{root}/dindtest")
+    assert named is not None and "name=dindtest" in named.super_options.split(",")
+    co = table.at(f"{root}/net_prio,net_cls")
+    assert co is not None and {"net_cls", "net_prio"} <= set(co.super_options.split(","))
+    # Run again inside: the links exist, nothing fails, nothing stacks.
+    again = sandbox(
+        f"""{premount}
+            "$DIND" --skip securityfs,tmp,rshared --cgroup-root {root} \
+               --proc-cgroup {cgroup_file} -- "$DIND" -vv --skip securityfs,tmp,rshared \
+               --cgroup-root {root} --proc-cgroup {cgroup_file} -- true""",
+        prefix=no_cgroupns,
+    )
+    assert again.returncode == 0, again.stderr
+    assert (
+        f"already done: ln -s net_prio,net_cls {root}/net_cls (link already there)" in again.stderr
+    )
+    assert "warning" not in again.stderr
+
+
+def test_something_mounted_on_a_target_is_left_alone_with_a_warning(scratch: Path) -> None:
+    root = scratch / "cg"
+    result = sandbox(
+        f'''mkdir -p {root} && mount -t tmpfs pre {root} && mkdir {root}/memory
+            mount -t tmpfs squatter {root}/memory
+            "$DIND" --skip securityfs,tmp,rshared --cgroup-root {root} -- sh -c '
+            echo "{MARK}"; cat /proc/self/mountinfo' '''
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"dind: warning: not done: mount -t cgroup -o memory cgroup {root}/memory: "
+        "tmpfs already mounted there; not stacking on top"
+    ]
+    table = table_after(result.stdout)
+    assert sum(m.mountpoint == f"{root}/memory" for m in table.mounts) == 1
+    assert sum(m.mountpoint == str(root) for m in table.mounts) == 1
+
+
+def test_symlink_inside_the_root_is_never_followed(scratch: Path) -> None:
+    root, elsewhere = scratch / "cg", scratch / "elsewhere"
+    result = sandbox(
+        f'''mkdir -p {root} {elsewhere} && mount -t tmpfs pre {root}
+            ln -s {elsewhere} {root}/memory
+            "$DIND" --skip securityfs,tmp,rshared --cgroup-root {root} -- sh -c '
+            echo "{MARK}"; cat /proc/self/mountinfo' '''
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"mkdir {root}/memory: exists and is a symlink" in result.stderr
+    table = table_after(result.stdout)
+    assert table.at(str(elsewhere)) is None and table.at(f"{root}/memory") is None
+
+
+def test_not_privileged_fails_with_125_and_the_hint() -> None:
+    result = sandbox("exec capsh --drop=cap_sys_admin -- -c 'exec \"$DIND\" -- echo ran'")
+    assert result.returncode == 125
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line == (
+        "dind: error: mount -t securityfs securityfs /sys/kernel/security: "
+        "Operation not permitted [EPERM]: run the container with --privileged"
+    )
+
+
+def test_unprivileged_tmp_first_when_securityfs_is_skipped() -> None:
+    result = sandbox(
+        "exec capsh --drop=cap_sys_admin -- -c "
+        "'exec \"$DIND\" --skip securityfs --log-format json -- echo ran'"
+    )
+    assert result.returncode == 125
+    import json
+
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    record = records[-1]  # a warning about what /tmp holds may come first
+    assert [r["level"] for r in records[:-1]] == ["WARNING"] * (len(records) - 1)
+    assert record["level"] == "ERROR"
+    assert record["errno"] == errno.EPERM and record["step"] == "tmp"
+    assert record["message"].endswith("run the container with --privileged")
+
+
+# --- cgroup v2 nesting -----------------------------------------------------------------
+
+UNIFIED = Path("/sys/fs/cgroup/unified")
+
+
+@contextlib.contextmanager
+def hugetlb_group() -> Iterator[Path]:
+    """A child of the host's unified hierarchy with hugetlb available, removed afterwards."""
+    if not (UNIFIED / "cgroup.controllers").exists():
+        pytest.skip("no cgroup2 hierarchy at /sys/fs/cgroup/unified on this machine")
+    if "hugetlb" not in (UNIFIED / "cgroup.controllers").read_text().split():
+        pytest.skip("hugetlb is not on the unified hierarchy here")
+    enabled_here = "hugetlb" not in (UNIFIED / "cgroup.subtree_control").read_text().split()
+    if enabled_here:
+        (UNIFIED / "cgroup.subtree_control").write_text("+hugetlb")
+    group = UNIFIED / f"dind-test-{os.getpid()}-{os.urandom(2).hex()}"
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        for child in sorted(group.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+            if child != group and child.is_dir():
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        if enabled_here:
+            with contextlib.suppress(OSError):  # EBUSY if someone else started using it
+                (UNIFIED / "cgroup.subtree_control").write_text("-hugetlb")
+
+
+def enter_group_then(group: Path, inner: list[str]) -> list[str]:
+    """argv that moves itself into ``group`` and then unshares, so the namespace root is it."""
+    return ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *inner]
+
+
+def test_v2_nesting_for_real(scratch: Path) -> None:
+    with hugetlb_group() as group:
+        script = (
+            f"umount -R /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && "
+            f'exec "$DIND" --skip securityfs,tmp,rshared --cgroup-root {scratch}/cg -- '
+            "sh -c 'cat /sys/fs/cgroup/cgroup.subtree_control; "
+            "echo procs:$(cat /sys/fs/cgroup/cgroup.procs); "
+            "grep -c . /sys/fs/cgroup/init/cgroup.procs; echo $$; cat /proc/self/cgroup'"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIND_")}
+        env["DIND"] = DIND
+        result = subprocess.run(
+            enter_group_then(group, [*UNSHARE, "sh", "-euc", script]),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        out = result.stdout.split("\n")
+        assert out[0] == "hugetlb"
+        assert out[1] == "procs:"  # the root group holds no process any more
+        assert int(out[2]) >= 1
+        assert "0::/init" in out[4:]
+        assert "hugetlb" in (group / "cgroup.subtree_control").read_text().split()
+        assert (group / "init" / "hugetlb.2MB.max").exists() or any(
+            p.name.startswith("hugetlb.") for p in (group / "init").iterdir()
+        )
+
+
+def test_v2_nesting_reports_pid_zero_outside_the_pid_namespace(scratch: Path) -> None:
+    with hugetlb_group() as group:
+        script = (
+            "umount -R /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && "
+            f'"$DIND" --skip securityfs,tmp,rshared --cgroup-root {scratch}/cg -- true; '
+            'echo "best-effort=$?"; '
+            f'exec "$DIND" --strict --skip securityfs,tmp,rshared '
+            f"--cgroup-root {scratch}/cg -- true"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIND_")}
+        env["DIND"] = DIND
+        inner = ["unshare", "--pid", "--fork", "--mount-proc", *UNSHARE[1:], "sh", "-euc", script]
+        result = subprocess.run(
+            enter_group_then(group, inner),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.stdout.strip() == "best-effort=0"
+        assert result.returncode == 125
+        warning, error = result.stderr.splitlines()
+        assert warning.startswith(
+            "dind: warning: cannot enable hugetlb in "
+            "/sys/fs/cgroup/cgroup.subtree_control: still EBUSY after"
+        )
+        assert "outside this PID namespace (pid 0 in cgroup.procs)" in warning
+        assert warning.endswith("(best effort, continuing; --strict makes this fatal)")
+        assert error.startswith("dind: error: cannot enable hugetlb")
+        assert "hugetlb" not in (group / "cgroup.subtree_control").read_text().split()
+
+
+def test_hybrid_mode_leaves_the_unified_hierarchy_alone(scratch: Path) -> None:
+    """On this hybrid host /sys/fs/cgroup is a tmpfs: no init group may appear anywhere."""
+    before = sorted(p.name for p in UNIFIED.iterdir() if p.is_dir())
+    result = sandbox(
+        f'"$DIND" -vv --skip securityfs,tmp,rshared --cgroup-root {scratch}/cg -- true'
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cgroup-nesting" not in result.stderr and "move processes" not in result.stderr
+    assert sorted(p.name for p in UNIFIED.iterdir() if p.is_dir()) == before
+    assert stat.S_ISDIR(os.stat("/sys/fs/cgroup").st_mode)
+    shutil.rmtree(scratch / "cg", ignore_errors=True)
+
+
+def test_read_only_cgroup2_is_explained(scratch: Path) -> None:
+    with hugetlb_group() as group:
+        script = (
+            "umount -R /sys/fs/cgroup && mount -t cgroup2 -o ro cgroup2 /sys/fs/cgroup && "
+            f'"$DIND" --skip securityfs,tmp,rshared --cgroup-root {scratch}/cg -- true; '
+            'echo "best-effort=$?"; '
+            f'exec "$DIND" --strict --skip securityfs,tmp,rshared '
+            f"--cgroup-root {scratch}/cg -- true"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIND_")}
+        env["DIND"] = DIND
+        result = subprocess.run(
+            enter_group_then(group, [*UNSHARE, "sh", "-euc", script]),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.stdout.strip() == "best-effort=0"
+        assert result.returncode == 125
+        warning, error = result.stderr.splitlines()
+        expected = (
+            "(/sys/fs/cgroup/init): Read-only file system [EROFS]: the filesystem "
+            "is read-only (a read-only /sys?): run the container with --privileged"
+        )
+        assert warning.startswith("dind: warning: move processes of /sys/fs/cgroup into init/")
+        assert expected in warning
+        assert error.startswith("dind: error: move processes of /sys/fs/cgroup into init/")
+        assert error.endswith(expected)
+        assert not (group / "init").exists()
