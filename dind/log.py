@@ -1,7 +1,8 @@
 """Structured logging to stderr, in text or JSON.
 
-The ``logging`` module (and python-json-logger for JSON) is imported only when a
-record is actually emitted: a quiet, successful container start never pays for it.
+Text records are written directly; ``logging`` and python-json-logger are imported
+only when a JSON record is actually emitted, so no container start pays for them
+unless it asked for JSON.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class Log:
     def log(self, level: int, msg: str, fields: dict[str, object]) -> None:
         if level < self.level and level < ERROR:
             return
+        if self.fmt != "json":
+            # Plain text needs no logging machinery: one write, no imports.
+            sys.stderr.write(f"dind: {_PREFIX.get(level, '')}{msg}\n")
+            return
         logger = self._logger or self._setup()
         extra = {(k + "_" if k in _RESERVED else k): v for k, v in fields.items() if v is not None}
         logger.log(level, msg, extra=extra)
@@ -75,32 +80,19 @@ class Log:
     def _setup(self) -> logging.Logger:
         import logging
 
-        handler = logging.StreamHandler(sys.stderr)
-        formatter: logging.Formatter
-        if self.fmt == "json":
-            from pythonjsonlogger.json import JsonFormatter
+        from pythonjsonlogger.json import JsonFormatter
 
-            formatter = JsonFormatter(
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            JsonFormatter(
                 "%(levelname)s %(name)s %(message)s",
                 rename_fields={"levelname": "level", "name": "logger"},
                 timestamp=True,
             )
-        else:
-            formatter = _text_formatter(logging.Formatter)()
-        handler.setFormatter(formatter)
+        )
         logger = logging.getLogger("dind")
         logger.handlers[:] = [handler]
         logger.propagate = False
         logger.setLevel(DEBUG)
         self._logger = logger
         return logger
-
-
-def _text_formatter(base: type[logging.Formatter]) -> type[logging.Formatter]:
-    """``dind: warning: message``; built here because ``logging`` is imported lazily."""
-
-    class TextFormatter(base):  # type: ignore[valid-type,misc]
-        def format(self, record: logging.LogRecord) -> str:
-            return f"dind: {_PREFIX.get(record.levelno, '')}{record.getMessage()}"
-
-    return TextFormatter
