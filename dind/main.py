@@ -5,6 +5,7 @@ Imports are deliberately few and late: this runs at every container start.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from dind.errors import CommandError, DindError, EarlyExit, UsageError
@@ -36,7 +37,8 @@ def run(args: list[str]) -> int:
     except EarlyExit as done:
         return done.status
     except UsageError as err:
-        Log().error(f"{err} (see 'dind --help')")
+        fmt = "json" if os.environ.get("DIND_LOG_FORMAT") == "json" else "text"
+        Log(fmt=fmt).error(f"{err} (see 'dind --help')")
         return USAGE
 
     log = Log(settings.log_level, settings.log_format)

@@ -150,7 +150,8 @@ def from_sources(
     fmt_value, origin = pick("log_format", "DIND_LOG_FORMAT")
     log_format = "text" if fmt_value is None else parse_log_format(str(fmt_value), origin)
 
-    verbose = int(options.get("verbose") or 0)  # type: ignore[call-overload]
+    verbose = options.get("verbose") or 0
+    assert isinstance(verbose, int)
     quiet = bool(options.get("quiet"))
     if verbose and quiet:
         raise UsageError("-v/--verbose and -q/--quiet cannot be combined")

@@ -222,6 +222,13 @@ def test_not_executable_is_126(tmp_path: Path) -> None:
     assert result.returncode == 126
 
 
+def test_usage_error_in_json_when_the_environment_asks_for_it() -> None:
+    result = run_dind("--frobnicate", env={"DIND_LOG_FORMAT": "json"})
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert json.loads(line)["message"].startswith("No such option '--frobnicate'")
+
+
 def test_errors_in_json_are_one_object(tmp_path: Path) -> None:
     result = run_dind("--log-format", "json", "--", "no-such-command-dind", env=NO_STEPS)
     assert result.returncode == 127
@@ -272,3 +279,12 @@ def test_fast_path_imports_neither_click_nor_logging() -> None:
         check=False,
     )
     assert "click" in {line.rsplit("|", 1)[-1].strip() for line in slow.stderr.splitlines()}
+
+
+def test_missing_proc_is_explained() -> None:
+    result = run_dind("--proc-cgroup", "/proc/no-such-pid/cgroup", "--", "true")
+    assert result.returncode == 125
+    assert one_error_line(result.stderr) == (
+        "dind: error: cannot read cgroup file /proc/no-such-pid/cgroup: No such file or "
+        "directory (is /proc mounted in this container?)"
+    )
