@@ -38,9 +38,10 @@ class Log:
     fields as keys.
     """
 
-    def __init__(self, level: int = WARNING, fmt: str = "text") -> None:
+    def __init__(self, level: int = WARNING, fmt: str = "text", prefix: str = "dind") -> None:
         self.level = level
         self.fmt = fmt
+        self.prefix = prefix
         self._logger: logging.Logger | None = None
 
     def enabled(self, level: int) -> bool:
@@ -64,7 +65,7 @@ class Log:
             return
         if self.fmt != "json":
             # Plain text needs no logging machinery: one write, no imports.
-            sys.stderr.write(f"dind: {_PREFIX.get(level, '')}{msg}\n")
+            sys.stderr.write(f"{self.prefix}: {_PREFIX.get(level, '')}{msg}\n")
             return
         logger = self._logger or self._setup()
         extra = {(k + "_" if k in _RESERVED else k): v for k, v in fields.items() if v is not None}
@@ -90,7 +91,7 @@ class Log:
                 timestamp=True,
             )
         )
-        logger = logging.getLogger("dind")
+        logger = logging.getLogger(self.prefix)
         logger.handlers[:] = [handler]
         logger.propagate = False
         logger.setLevel(DEBUG)

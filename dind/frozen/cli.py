@@ -1,0 +1,193 @@
+"""``dind-frozen-images DIR IMAGE...``: the command line, and the one place exit codes live.
+
+0 done; 1 a registry, network, verification or disk failure that retries did not cure;
+2 a usage error (one line, no traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from dind.errors import DindError, UsageError
+from dind.frozen.platform import host_platform, parse_platform
+from dind.log import DEBUG, ERROR, INFO, Log
+
+PROG = "dind-frozen-images"
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+@click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True)
+@click.option(
+    "--platform",
+    "platform_text",
+    metavar="OS/ARCH[/VARIANT]",
+    help="Platform to pick from multi-platform images (default: this machine's).",
+)
+@click.option(
+    "--registry",
+    metavar="URL",
+    help="Fetch every image from this registry instead; names and tags are kept.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Attempts per HTTP request (a resumed body counts as one).",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1, max=32),
+    default=4,
+    show_default=True,
+    help="Blobs downloaded in parallel.",
+)
+@click.option("--insecure", is_flag=True, help="Talk plain HTTP to registries (local ones).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds without data before a connection counts as failed.",
+)
+@click.option(
+    "--backoff",
+    type=click.FloatRange(min=0.0),
+    default=1.0,
+    show_default=True,
+    help="First delay between attempts in seconds; doubles each time.",
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("-q", "--quiet", is_flag=True, help="Errors only.")
+@click.option("-v", "--verbose", count=True, help="Debug detail: every blob, fetched or reused.")
+def command(
+    directory: Path,
+    images: tuple[str, ...],
+    platform_text: str | None,
+    registry: str | None,
+    retries: int,
+    jobs: int,
+    insecure: bool,
+    timeout: float,
+    backoff: float,
+    log_format: str,
+    quiet: bool,
+    verbose: int,
+) -> None:
+    """Download IMAGES ([REGISTRY/]NAME[:TAG][@DIGEST]) into DIRECTORY for `docker load`.
+
+    Re-running continues where a failed run stopped; load the result with
+    `tar -C DIRECTORY -c . | docker load`.
+    """
+    from dind.frozen.freeze import Freezer
+    from dind.frozen.progress import Progress
+    from dind.frozen.reference import parse_reference
+    from dind.frozen.registry import Registry, endpoint_for, make_client
+    from dind.frozen.retry import RetryPolicy
+
+    log = Log(ERROR if quiet else DEBUG if verbose else INFO, log_format, "dind-frozen-images")
+    refs = [parse_reference(text) for text in images]
+    wanted = parse_platform(platform_text) if platform_text else host_platform()
+    policy = RetryPolicy(attempts=retries, backoff=backoff)
+    cancel = threading.Event()
+    progress = Progress(sys.stderr, enabled=not quiet and log_format == "text" and _tty())
+    with make_client(timeout) as client:
+        registries: dict[str, Registry] = {}
+        pairs = []
+        for ref in refs:
+            endpoint = endpoint_for(ref.registry, registry, insecure)
+            reg = registries.setdefault(endpoint, Registry(endpoint, client, policy, cancel))
+            pairs.append((ref, reg))
+        freezer = Freezer(
+            directory,
+            wanted,
+            platform_explicit=platform_text is not None,
+            jobs=jobs,
+            log=log,
+            progress=progress,
+            cancel=cancel,
+        )
+        try:
+            summary = freezer.run(pairs)
+        except BaseException:
+            cancel.set()
+            progress.close()
+            raise
+    from dind.frozen.progress import human
+
+    rate = summary.downloaded_bytes / summary.seconds if summary.seconds else 0.0
+    log.info(
+        f"froze {summary.images} image(s) into {directory}: {summary.blobs} blobs, "
+        f"{summary.downloaded_blobs} downloaded ({human(summary.downloaded_bytes)}), "
+        f"{summary.reused_blobs} already present ({human(summary.reused_bytes)}); "
+        f"{summary.seconds:.1f} s, {human(rate)}/s",
+        images=summary.images,
+        blobs=summary.blobs,
+        downloaded_blobs=summary.downloaded_blobs,
+        downloaded_bytes=summary.downloaded_bytes,
+        reused_blobs=summary.reused_blobs,
+        reused_bytes=summary.reused_bytes,
+        seconds=round(summary.seconds, 3),
+    )
+
+
+def _tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the command and map every outcome to an exit status."""
+    log = Log(ERROR, _format_from(argv if argv is not None else sys.argv[1:]), "dind-frozen-images")
+    try:
+        command.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as err:
+        click.echo(err.ctx.get_help() if err.ctx else str(err), err=True)
+        return EXIT_USAGE
+    except click.UsageError as err:
+        log.error(f"{err.format_message()} (see {PROG} --help)", kind="usage")
+        return EXIT_USAGE
+    except UsageError as err:
+        log.error(str(err), kind="usage")
+        return EXIT_USAGE
+    except DindError as err:
+        log.error(str(err), kind=type(err).__name__)
+        return EXIT_FAILURE
+    except click.exceptions.Abort:
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        log.error("interrupted; partial downloads are kept, run again to resume")
+        return EXIT_INTERRUPTED
+    except click.ClickException as err:
+        log.error(err.format_message())
+        return EXIT_USAGE
+    return 0
+
+
+def _format_from(argv: list[str]) -> str:
+    """The --log-format given, read before click parses (errors need it too)."""
+    for i, arg in enumerate(argv):
+        if arg == "--log-format" and i + 1 < len(argv):
+            return argv[i + 1] if argv[i + 1] in ("text", "json") else "text"
+        if arg.startswith("--log-format="):
+            value = arg.partition("=")[2]
+            return value if value in ("text", "json") else "text"
+    return "text"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

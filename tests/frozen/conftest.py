@@ -1,0 +1,86 @@
+"""Fixtures for the frozen-images tests: the fault-injecting test registry, a real
+``docker-registry`` on loopback, private docker daemons, and a CLI runner.
+
+The real registry and docker tests run for real in CI (root, packages installed by
+.ci/run); elsewhere they skip when the registry binary or root is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dind.frozen.cli import main
+from tests.frozen.local_registry import REGISTRY_BIN, LocalRegistry, run_registry
+from tests.frozen.server import RegistryServer
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+@dataclass
+class Run:
+    status: int
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.strip()]
+
+    @property
+    def errors(self) -> list[str]:
+        """The error records: a failed run must say what failed in exactly one."""
+        return [line for line in self.lines if line.startswith("dind-frozen-images: error: ")]
+
+
+@pytest.fixture
+def freeze(capsys: pytest.CaptureFixture[str]) -> Iterator[object]:
+    """Run the CLI in this process: ``freeze(dir, *args) -> Run`` (stderr captured)."""
+
+    def run(*args: str | Path) -> Run:
+        capsys.readouterr()
+        status = main([str(a) for a in args])
+        return Run(status, capsys.readouterr().err)
+
+    yield run
+
+
+@pytest.fixture
+def fake() -> Iterator[RegistryServer]:
+    """The in-memory test registry (no auth; see ``RegistryServer`` for faults)."""
+    with RegistryServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """Debian's ``docker-registry`` (distribution 2.x) on 127.0.0.1, for this session."""
+    if not Path(REGISTRY_BIN).exists():
+        message = f"{REGISTRY_BIN} missing: apt-get install docker-registry"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    root = tmp_path_factory.mktemp("registry")
+    try:
+        with run_registry(root) as reg:
+            yield reg
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def upstream_proxy(registry: LocalRegistry) -> Iterator[RegistryServer]:
+    """The test server in front of the real registry: faults and token auth on top."""
+    with RegistryServer(upstream=registry.url) as server:
+        yield server
+
+
+@pytest.fixture
+def token_proxy(registry: LocalRegistry) -> Iterator[RegistryServer]:
+    """A token-auth front (WWW-Authenticate: Bearer, /token) over the real registry."""
+    with RegistryServer(upstream=registry.url, token_auth=True) as server:
+        yield server

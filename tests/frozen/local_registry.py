@@ -1,0 +1,66 @@
+"""Run Debian's ``docker-registry`` (distribution 2.x) on 127.0.0.1 for tests and the bench."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+
+
+@dataclass
+class LocalRegistry:
+    url: str
+    hostport: str
+    root: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def run_registry(root: Path) -> Iterator[LocalRegistry]:
+    """Start the registry with its storage under ``root``; stop it (by PID) on exit."""
+    port = _free_port()
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: error, accesslog: {disabled: true}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}'}}\n"
+    )
+    log_path = root / "registry.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/v2/", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"docker-registry did not start:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield LocalRegistry(url, f"127.0.0.1:{port}", root)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
