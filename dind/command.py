@@ -20,6 +20,18 @@ def command_error(program: str, err: OSError) -> CommandError:
     return CommandError(f"{program}: cannot execute: {reason}", NOT_EXECUTABLE, code)
 
 
+def _restore_default_signals() -> None:
+    """Undo Python's start-up SIG_IGN of SIGPIPE and SIGXFSZ: an ignored signal survives exec.
+
+    ``_signal`` is the C module behind ``signal``; the wrapper would cost an ``enum``
+    import at every container start.
+    """
+    import _signal  # type: ignore[import-not-found,unused-ignore]
+
+    for signum in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(signum, _signal.SIG_DFL)
+
+
 def exec_command(argv: list[str]) -> None:
     """Replace this process with ``argv`` (PATH lookup); raises CommandError on failure.
 
@@ -29,6 +41,7 @@ def exec_command(argv: list[str]) -> None:
     if not argv[0]:
         raise CommandError("'': command not found", NOT_FOUND, errno.ENOENT)
     args = [os.fsencode(a) for a in argv]
+    _restore_default_signals()
     try:
         os.execvp(args[0], args)
     except OSError as err:

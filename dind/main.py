@@ -68,7 +68,10 @@ def run(args: list[str]) -> int:
         if settings.init:
             from dind.init import run_init
 
-            return run_init(settings.command, group=settings.init_group, log=log)
+            status = run_init(settings.command, group=settings.init_group, log=log)
+            log.flush()
+            sys.stdout.flush()
+            os._exit(status)  # no interpreter teardown: 20-30 ms less `docker stop` latency
         log.flush()
         from dind.command import exec_command
 

@@ -288,3 +288,12 @@ def test_missing_proc_is_explained() -> None:
         "dind: error: cannot read cgroup file /proc/no-such-pid/cgroup: No such file or "
         "directory (is /proc mounted in this container?)"
     )
+
+
+def test_command_starts_with_default_sigpipe_and_sigxfsz() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ; an ignored signal survives exec unless dind resets it."""
+    result = run_dind("--", "grep", "SigIgn", "/proc/self/status", env=NO_STEPS)
+    ignored = int(result.stdout.split()[1], 16)
+    assert result.returncode == 0
+    assert not ignored & (1 << (13 - 1)), "SIGPIPE ignored"
+    assert not ignored & (1 << (25 - 1)), "SIGXFSZ ignored"
