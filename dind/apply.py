@@ -27,7 +27,6 @@ PRIVILEGED_HINT = "run the container with --privileged"
 _HINTS = {
     errno.EPERM: PRIVILEGED_HINT,
     errno.EACCES: PRIVILEGED_HINT + " (or an AppArmor/SELinux profile forbids it)",
-    errno.EROFS: "the filesystem is read-only (a read-only /sys?): " + PRIVILEGED_HINT,
     errno.ENODEV: "this kernel does not support that filesystem type",
     errno.EBUSY: "the target is busy (for cgroup v1: that hierarchy exists with other options)",
     errno.EINVAL: "the kernel rejected these mount options",
@@ -40,6 +39,14 @@ def explain(action: Action, err: OSError) -> SetupError:
     code = err.errno or 0
     name = errno.errorcode.get(code, str(code))
     hint = _HINTS.get(code, "")
+    if code == errno.EROFS:
+        path = err.filename or ""
+        hint = (
+            "/sys is read-only: " + PRIVILEGED_HINT
+            if str(path).startswith("/sys/")
+            else "a read-only filesystem: choose a --cgroup-root on a writable one "
+            "(e.g. under /run) or --skip cgroup-mounts"
+        )
     where = f" ({err.filename})" if err.filename and err.filename not in action.describe() else ""
     return SetupError(
         f"{action.describe()}{where}: {os.strerror(code)} [{name}]" + (f": {hint}" if hint else ""),

@@ -96,7 +96,8 @@ Exit status:
     "--check",
     is_flag=True,
     default=None,
-    help="Report whether nested Docker can work here; takes no COMMAND.",
+    help="Report whether nested Docker can work here (exit 0) or what blocks it (exit 1); "
+    "changes nothing, takes no COMMAND; with --log-format json, one JSON document.",
 )
 @click.version_option(__version__, prog_name="dind")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

@@ -109,8 +109,14 @@ def test_read_only_sys_and_unknown_filesystem_have_their_hints() -> None:
     kernel = FakeKernel({("mkdir", "/cgroup/unified"): errno.EROFS})
     with pytest.raises(SetupError) as err:
         apply(container_plan(), kernel, Log())
-    assert "mkdir /cgroup/unified: Read-only file system [EROFS]" in str(err.value)
-    assert "--privileged" in str(err.value)
+    assert str(err.value) == (
+        "mkdir /cgroup/unified: Read-only file system [EROFS]: a read-only filesystem: "
+        "choose a --cgroup-root on a writable one (e.g. under /run) or --skip cgroup-mounts "
+        "(20 earlier action(s) of cgroup-mounts stay applied)"
+    )
+    kernel = FakeKernel({("mount", "/sys/kernel/security"): errno.EROFS})
+    with pytest.raises(SetupError, match=r"\[EROFS\]: /sys is read-only: run the container with"):
+        apply(container_plan(), kernel, Log(), strict=True)
 
 
 def test_satisfied_and_conflicting_actions_are_not_executed(

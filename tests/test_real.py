@@ -378,8 +378,8 @@ def test_read_only_cgroup2_is_explained(scratch: Path) -> None:
         assert result.returncode == 125
         warning, error = result.stderr.splitlines()
         expected = (
-            "(/sys/fs/cgroup/init): Read-only file system [EROFS]: the filesystem "
-            "is read-only (a read-only /sys?): run the container with --privileged"
+            "(/sys/fs/cgroup/init): Read-only file system [EROFS]: /sys is read-only: "
+            "run the container with --privileged"
         )
         assert warning.startswith("dind: warning: move processes of /sys/fs/cgroup into init/")
         assert expected in warning

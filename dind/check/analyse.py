@@ -1,0 +1,670 @@
+"""From a ``Snapshot`` to a ``Report``: one function per area, in report order. Pure.
+
+Each area returns its facts (a JSON-ready section) and adds findings: ``ok``,
+``warning`` (limits nested Docker, with the consequence), or ``blocker`` (dind or
+a nested dockerd cannot work). Where the snapshot cannot tell, the value is
+"unknown" rather than a guess.
+"""
+
+from __future__ import annotations
+
+from dind.check import procfs
+from dind.check.env import Env, denies_mount
+from dind.check.outcomes import DONE, PRIVILEGED, plan_area
+from dind.check.report import AREAS, Findings, Report
+from dind.check.snapshot import (
+    IP_FORWARD,
+    KERNEL_CONFIG,
+    SYS_FS_CGROUP,
+    TABLE_NAMES,
+    UNIFIED,
+    Snapshot,
+)
+from dind.plan import SECURITYFS, TMP, Plan
+
+MOUNT_PROC = "run the check where /proc is mounted (docker does)"
+DOCKER_NEEDS = ("CAP_NET_ADMIN", "CAP_SYS_CHROOT", "CAP_MKNOD")
+"""Beyond CAP_SYS_ADMIN: bridges and iptables, container root filesystems, device nodes."""
+
+
+def _v1_writable(env: Env) -> bool | None:
+    """Whether every v1 hierarchy under /sys/fs/cgroup is mounted read-write."""
+    if env.mounts is None:
+        return None
+    options = [
+        m.mount_options.split(",")
+        for m in env.mounts.mounts
+        if m.fstype == "cgroup" and m.mountpoint.startswith(SYS_FS_CGROUP + "/")
+    ]
+    return None if not options else all("rw" in o for o in options)
+
+
+def _cgroup(env: Env, found: Findings) -> dict[str, object]:
+    snap = env.snap
+    v2_root = {"v2": SYS_FS_CGROUP, "hybrid": UNIFIED}.get(env.mode)
+    v2 = None if v2_root is None else snap.text(f"{v2_root}/cgroup.controllers")
+    v2_controllers = None if v2 is None else v2.split()
+    v1 = [
+        c
+        for h in env.hierarchies or []
+        for c in (*h.controllers, *(["name=" + h.name] if h.name else []))
+    ]
+    writable = snap.writable.get(SYS_FS_CGROUP) if env.mode == "v2" else _v1_writable(env)
+    section: dict[str, object] = {
+        "mode": env.mode,
+        "sys_fs_cgroup": env.sys_fs_cgroup,
+        "unified": env.unified,
+        "hierarchies": [
+            {
+                "id": h.hierarchy_id,
+                "controllers": list(h.controllers),
+                "name": h.name,
+                "path": h.path,
+            }
+            for h in env.hierarchies or []
+        ],
+        "controllers": {"v1": v1, "v2": v2_controllers},
+        "writable": writable,
+    }
+
+    if env.hierarchies is None:
+        found.blocker(
+            "mode",
+            env.mode,
+            f"{env.hierarchies_error}: dind reads it to plan its cgroup mounts",
+            MOUNT_PROC + ", or fix --proc-cgroup",
+        )
+    elif env.mode == "none":
+        found.warning(
+            "mode",
+            "none",
+            "/sys/fs/cgroup does not exist: a nested dockerd looks for cgroups there",
+            "mount cgroup2 (or the v1 hierarchies) on /sys/fs/cgroup",
+        )
+    else:
+        kernel_v1 = sum(not h.unified for h in env.hierarchies)
+        meaning = {
+            "v2": "/sys/fs/cgroup is cgroup2 (unified mode): a nested dockerd creates its "
+            "groups there, and dind's cgroup-nesting step delegates the controllers"
+            + (
+                f"; the kernel also has {kernel_v1} v1 hierarchies, which dind mounts"
+                if kernel_v1
+                else ""
+            ),
+            "hybrid": "/sys/fs/cgroup is a tmpfs of v1 hierarchies, with cgroup2 at "
+            "/sys/fs/cgroup/unified; dind mounts every hierarchy of /proc/1/cgroup under "
+            "the cgroup root for nested runtimes",
+            "v1": "/sys/fs/cgroup holds v1 hierarchies only; dind mounts every hierarchy of "
+            "/proc/1/cgroup under the cgroup root for nested runtimes",
+        }[env.mode]
+        found.ok("mode", env.mode, meaning)
+
+    shown = ([f"v1: {' '.join(v1)}"] if v1 else []) + (
+        [f"v2: {' '.join(v2_controllers) or '(none)'}"] if v2_controllers is not None else []
+    )
+    if env.mode == "v2" and v2_controllers == []:
+        found.warning(
+            "controllers",
+            "; ".join(shown),
+            "no controller is delegated to this cgroup2 tree: nested containers get no "
+            "resource limits (docker run --memory or --cpus fail)",
+            "enable controllers in the parent group's cgroup.subtree_control (outside)",
+        )
+    else:
+        found.ok(
+            "controllers", "; ".join(shown) or "unknown", "what nested containers can be limited by"
+        )
+
+    if writable is None:
+        found.ok("writable", "unknown", "no cgroup filesystem is mounted under /sys/fs/cgroup")
+    elif writable:
+        found.ok("writable", "yes", "the cgroups under /sys/fs/cgroup can be written")
+    elif env.mode == "v2":
+        found.blocker(
+            "writable",
+            "no (read-only)",
+            "/sys/fs/cgroup is cgroup2 and read-only: neither dind's nesting nor a nested "
+            "dockerd can create groups or move processes",
+            PRIVILEGED + " (docker mounts cgroups read-only otherwise)",
+        )
+    else:
+        found.warning(
+            "writable",
+            "no (read-only)",
+            "the v1 hierarchies under /sys/fs/cgroup are mounted read-only; dind mounts "
+            "writable ones under the cgroup root, but a nested runtime that finds these "
+            "first in mountinfo cannot create its groups",
+            PRIVILEGED + " (docker mounts cgroups read-only otherwise)",
+        )
+    return section
+
+
+def _namespaces(env: Env, found: Findings) -> dict[str, object]:
+    snap = env.snap
+    pid_initial = procfs.is_initial("pid", env.link("pid"))
+    pid = {None: "unknown", True: "host", False: "private"}[pid_initial]
+    user = {None: "unknown", True: "child", False: "initial"}[env.user_ns]
+    section: dict[str, object] = {
+        "cgroup": env.cgroupns,
+        "cgroup_evidence": env.cgroupns_evidence,
+        "pid": pid,
+        "user": user,
+        "links": {k: v.link for k, v in snap.namespaces.items()},
+        "owners": {k: v.owner for k, v in snap.namespaces.items() if k != "user"},
+    }
+    evidence = env.cgroupns_evidence
+    private = "docker run --cgroupns private"
+    if env.mode == "v2" and env.cgroupns == "host":
+        found.warning(
+            "cgroup",
+            "host",
+            f"{evidence}. With cgroup v2 and the host's namespace, /sys/fs/cgroup is the "
+            "host's tree: a nested dockerd creates its groups among the host's, and dind's "
+            "nesting step works on the host's root group (see processes)",
+            f"{private} (docker's default on cgroup v2 hosts), or --skip cgroup-nesting",
+        )
+    elif env.mode == "v2" and env.cgroupns == "unknown":
+        found.warning(
+            "cgroup",
+            "unknown",
+            f"{evidence}. If it is the host's namespace, nesting would touch the host's tree",
+            private,
+        )
+    elif env.cgroupns == "host" and not env.init_at_root:
+        found.warning(
+            "cgroup",
+            "host",
+            f"{evidence}. dind mounts the v1 hierarchies as this namespace shows them, "
+            "from the host's root: nested containers' groups land beside this container's, "
+            "outside its limits",
+            f"{private} keeps them inside this container's groups",
+        )
+    else:
+        found.ok("cgroup", env.cgroupns, evidence)
+    meaning = {
+        "host": "the initial PID namespace (the host itself, or docker run --pid host): "
+        "the host's processes are visible here",
+        "private": "a PID namespace of its own: only this container's processes are visible",
+        "unknown": "/proc/self/ns/pid could not be read",
+    }[pid]
+    found.ok("pid", pid, meaning)
+    return section
+
+
+def _privileges(env: Env, found: Findings) -> dict[str, object]:
+    snap = env.snap
+    effective = None if env.cap_eff is None else procfs.cap_names(env.cap_eff)
+    bounding = None if env.cap_bnd is None else procfs.cap_names(env.cap_bnd)
+    root_outside = None if not env.uid_map else procfs.outside_id(env.uid_map, 0)
+    rootless = snap.euid != 0 or (bool(env.user_ns) and root_outside not in (0, None))
+    sysbox = env.mounts is not None and any(
+        m.source == "sysboxfs" or "sysboxfs" in m.fstype for m in env.mounts.mounts
+    )
+    can_mount, why = env.can_mount()
+    uid_text = snap.text("/proc/self/uid_map")
+    uid_map = None if uid_text is None else " ".join(uid_text.split())
+    section: dict[str, object] = {
+        "euid": snap.euid,
+        "cap_sys_admin": env.sys_admin,
+        "effective": effective,
+        "bounding": bounding,
+        "user_namespace": env.user_ns,
+        "uid_map": uid_map,
+        "rootless": rootless,
+        "sysbox": sysbox,
+        "can_mount": can_mount,
+    }
+
+    if env.sys_admin is None:
+        found.warning("cap_sys_admin", "unknown", "/proc/self/status could not be read", MOUNT_PROC)
+    elif not env.sys_admin:
+        found.blocker(
+            "cap_sys_admin",
+            "CAP_SYS_ADMIN missing",
+            "dind mounts filesystems (cgroup hierarchies, tmpfs, securityfs), and a nested "
+            "dockerd mounts and creates namespaces: both need CAP_SYS_ADMIN",
+            PRIVILEGED,
+        )
+    else:
+        where = " (over the namespaces its user namespace owns)" if env.user_ns else ""
+        found.ok("cap_sys_admin", "present", f"mount(2) and namespaces are allowed{where}")
+
+    if effective is not None:
+        missing = [c for c in DOCKER_NEEDS if c not in effective]
+        if missing:
+            found.warning(
+                "capabilities",
+                f"{len(effective)} effective, missing {' '.join(missing)}",
+                "a nested dockerd also needs CAP_NET_ADMIN (bridges, iptables), "
+                "CAP_SYS_CHROOT (container root filesystems) and CAP_MKNOD (devices)",
+                PRIVILEGED,
+            )
+        else:
+            found.ok(
+                "capabilities",
+                f"{len(effective)} effective",
+                "all that a nested dockerd needs; CapEff decoded: " + " ".join(effective),
+            )
+    if env.sys_admin and env.cap_bnd is not None and env.cap_last is not None:
+        absent = [
+            procfs.cap_names(1 << b)[0] for b in range(env.cap_last + 1) if not env.cap_bnd >> b & 1
+        ]
+        if absent:
+            found.warning(
+                "bounding_set",
+                f"lacks {' '.join(absent)}",
+                "a nested `docker run --privileged` asks runc for every capability the "
+                "kernel has (cap_last_cap); runc then fails with 'unable to apply caps: "
+                "operation not permitted' (seen with docker.io 20.10)",
+                "give the outer container every capability the kernel has, or make the "
+                "nested runtime drop the missing ones (e.g. a runc wrapper)",
+            )
+
+    if env.user_ns:
+        found.warning(
+            "user_namespace",
+            f"yes (uid_map {uid_map})",
+            "root here is root only in a user namespace: capabilities count only over "
+            "namespaces it owns, securityfs cannot be mounted (no AppArmor for nested "
+            "containers), device nodes cannot be created, and cgroup mounts need a cgroup "
+            "namespace it owns",
+            "run the outer container without user namespace remapping, or use a runtime "
+            "made for it (Sysbox)",
+        )
+        if env.owner("mnt") == "ancestor":
+            found.blocker(
+                "mount_namespace",
+                "owned by an ancestor user namespace",
+                "this mount namespace was created outside the current user namespace: no "
+                "mount is allowed here, whatever the capabilities",
+                "create the mount (and cgroup) namespace inside the user namespace "
+                "(unshare --user --mount --cgroup ...)",
+            )
+    elif env.user_ns is None:
+        found.warning(
+            "user_namespace",
+            "unknown",
+            "neither /proc/self/ns/user nor uid_map could be read",
+            MOUNT_PROC,
+        )
+    else:
+        found.ok("user_namespace", "no", "the initial user namespace: capabilities are real")
+    if sysbox:
+        found.warning(
+            "sysbox",
+            "yes (sysboxfs mounts)",
+            "a Sysbox system container: Sysbox prepares cgroups, /proc and /sys for a nested "
+            "dockerd itself, and dind's steps do not apply",
+            "run dockerd directly, without dind",
+        )
+    if rootless:
+        who = f"euid {snap.euid}" if snap.euid != 0 else f"root is UID {root_outside} outside"
+        found.warning(
+            "rootless",
+            f"yes ({who})",
+            "an unprivileged (rootless) setup: dind's steps need root in a privileged "
+            "container and do not apply",
+            "use dockerd-rootless.sh (rootlesskit) instead of dind, or run as root with "
+            "--privileged",
+        )
+    if can_mount is None:
+        found.warning("can_mount", "unknown", why, MOUNT_PROC)
+    return section
+
+
+def _mounts(
+    env: Env, found: Findings, plan: Plan | None, skip: frozenset[str]
+) -> dict[str, object]:
+    mounts = env.mounts
+    if mounts is None:
+        found.blocker(
+            "mountinfo",
+            "unreadable",
+            f"{env.mounts_error}: dind decides what is mounted from it",
+            MOUNT_PROC + ", or fix --mountinfo",
+        )
+        return {"root_propagation": None, "securityfs": None, "securityfs_dir": None, "tmp": None}
+    root = mounts.covering("/")
+    propagation = None if root is None else root.propagation
+    sec = mounts.at(SECURITYFS)
+    securityfs = sec is not None and sec.fstype == "securityfs"
+    tmp = mounts.at(TMP)
+    section: dict[str, object] = {
+        "root_propagation": propagation,
+        "securityfs": securityfs,
+        "securityfs_dir": env.snap.securityfs_dir,
+        "tmp": None if tmp is None else tmp.fstype,
+    }
+    steps = {a.step for a in ([] if plan is None else plan.actions)}
+
+    if root is not None and root.shared:
+        found.ok(
+            "root_propagation",
+            propagation or "",
+            "/ is shared: mounts propagate to nested containers",
+        )
+    elif "rshared" in steps:
+        found.ok(
+            "root_propagation",
+            propagation or "unknown",
+            "/ is not shared; dind's rshared step makes it shared (outcome: see the plan)",
+        )
+    else:
+        found.warning(
+            "root_propagation",
+            propagation or "unknown",
+            "/ is not shared and the rshared step is skipped: `docker run -v SRC:DST:rshared` "
+            "fails inside, and mounts do not propagate to nested containers",
+            "do not --skip rshared",
+        )
+
+    apparmor = (env.snap.text("/sys/module/apparmor/parameters/enabled") or "").strip() == "Y"
+    if securityfs:
+        found.ok("securityfs", "mounted", "a nested dockerd can load AppArmor profiles through it")
+    elif "securityfs" in steps:
+        found.ok(
+            "securityfs",
+            "not mounted",
+            "dind's securityfs step mounts it (outcome: see the plan)",
+        )
+    else:
+        why = "--skip securityfs" if "securityfs" in skip else "no /sys/kernel/security"
+        if apparmor:
+            found.warning(
+                "securityfs",
+                f"not mounted ({why})",
+                "AppArmor is enabled, but a nested dockerd cannot see it without securityfs: "
+                "nested containers run without an AppArmor profile",
+                "do not --skip securityfs" if "securityfs" in skip else PRIVILEGED,
+            )
+        else:
+            found.ok(
+                "securityfs",
+                f"not mounted ({why})",
+                "only AppArmor needs it, and it is not enabled",
+            )
+
+    if tmp is not None:
+        found.ok("tmp", f"mount point ({tmp.fstype})", "/tmp is a filesystem of its own")
+    else:
+        step = (
+            "; dind's tmp step mounts a tmpfs there (outcome: see the plan)"
+            if "tmp" in steps
+            else ""
+        )
+        found.ok("tmp", "not a mount point", f"/tmp is on the root filesystem{step}")
+    return section
+
+
+def _processes(
+    env: Env, found: Findings, rows: list[dict[str, object]] | None
+) -> dict[str, object]:
+    snap = env.snap
+    init = snap.processes.get(1)
+    pid1: dict[str, object] | None = None
+    if init is not None:
+        pid1 = {**init.to_json(), "is_self": snap.pid == 1}
+        command = " ".join(init.cmdline) or init.name or init.error or "unknown"
+        what = "this check itself" if snap.pid == 1 else repr(command)
+        found.ok(
+            "pid1",
+            init.name or init.error or "unknown",
+            f"PID 1 is {what}; a nested dockerd wants an init that reaps orphans "
+            "(dind --init, tini, or docker run --init)",
+        )
+    root_group: dict[str, object] | None = None
+    nesting = [r for r in rows or [] if r["step"] == "cgroup-nesting"]
+    if nesting:
+        outcome = nesting[0]["outcome"]
+        pids = [
+            int(p) for p in procfs.words(snap.text(f"{SYS_FS_CGROUP}/cgroup.procs")) if p.isdigit()
+        ]
+        outside = pids.count(0)
+        described = [snap.processes[p].to_json() for p in pids if p in snap.processes]
+        root_group = {
+            "path": SYS_FS_CGROUP,
+            "count": len(pids),
+            "outside_pid_namespace": outside,
+            "processes": described,
+        }
+        names = ", ".join(f"{d['pid']} {d['name']}" for d in described[:5])
+        value = f"{len(pids)} process(es)" + (f": {names}" if names else "")
+        value += ", ..." if len(described) > 5 else ""
+        if outcome == DONE:
+            found.ok(
+                "root_group",
+                value,
+                "every controller is already delegated: nesting is done and moves nothing",
+            )
+        elif outside:
+            found.warning(
+                "root_group",
+                value,
+                f"{outside} of them are outside this PID namespace (pid 0): they cannot be "
+                "moved from here, so nesting fails with EBUSY",
+                "give the container its own PID namespace (no --pid host), or move those "
+                "processes out from outside",
+            )
+        elif env.cgroupns == "host":
+            found.warning(
+                "root_group",
+                value,
+                "these are the host's processes: nesting would move them into init/",
+                "docker run --cgroupns private, or --skip cgroup-nesting",
+            )
+        else:
+            found.ok(
+                "root_group",
+                value,
+                f"nesting moves them into {SYS_FS_CGROUP}/init, so that the root group can "
+                "delegate its controllers",
+            )
+    else:
+        if env.mode != "v2":
+            why = "nesting runs only when /sys/fs/cgroup is cgroup2"
+        else:
+            why = "no plan could be made" if rows is None else "cgroup-nesting is skipped"
+        found.ok("root_group", "none to move", f"dind moves no process: {why}")
+    return {"pid1": pid1, "root_group": root_group}
+
+
+def iptables_support(snap: Snapshot, module: str, config_key: str) -> str:
+    """``loaded``, ``built-in``, ``module`` (loadable), ``absent`` or ``unknown``."""
+    proc_modules = snap.text("/proc/modules")
+    if module in snap.sys_modules or (
+        proc_modules is not None and module in procfs.loaded_modules(proc_modules)
+    ):
+        return "loaded"
+    config = procfs.kernel_config(snap.text(KERNEL_CONFIG) or "")
+    builtin = snap.text(snap.modules_builtin)
+    if config.get(config_key) == "y" or (
+        builtin is not None and module in procfs.listed_modules(builtin)
+    ):
+        return "built-in"
+    dep = snap.text(snap.modules_dep)
+    if config.get(config_key) == "m" or (dep is not None and module in procfs.listed_modules(dep)):
+        return "module"
+    return "absent" if config.get(config_key) == "n" else "unknown"
+
+
+def _network(env: Env, found: Findings) -> dict[str, object]:
+    snap = env.snap
+    legacy = {family: procfs.words(snap.text(path)) for family, path in TABLE_NAMES.items()}
+    in_use = [f"{family}/{name}" for family, names in legacy.items() for name in names]
+    nf_tables = iptables_support(snap, "nf_tables", "CONFIG_NF_TABLES")
+    ip_tables = iptables_support(snap, "ip_tables", "CONFIG_IP_NF_IPTABLES")
+    if snap.text(TABLE_NAMES["ip"]) is not None:
+        ip_tables = "loaded"  # ip_tables itself creates /proc/net/ip_tables_names
+    usable = ("loaded", "built-in", "module")
+    if in_use or (nf_tables not in usable and ip_tables in usable):
+        backend = "legacy"
+    elif nf_tables in usable:
+        backend = "nf_tables"
+    else:
+        backend = "unknown" if "unknown" in (nf_tables, ip_tables) else "none"
+    forward = snap.text(IP_FORWARD)
+    forward = None if forward is None else forward.strip()
+    forward_writable = snap.writable.get(IP_FORWARD)
+    section: dict[str, object] = {
+        "backend": backend,
+        "nf_tables": nf_tables,
+        "ip_tables": ip_tables,
+        "legacy_tables": legacy,
+        "ip_forward": forward,
+        "ip_forward_writable": forward_writable,
+        "cap_net_admin": procfs.has_cap(env.cap_eff, "CAP_NET_ADMIN"),
+    }
+    value = f"{backend} (nf_tables {nf_tables}, ip_tables {ip_tables})"
+    if in_use:
+        found.warning(
+            "iptables",
+            value,
+            f"legacy iptables tables are in use in this network namespace ({' '.join(in_use)}): "
+            "a nested dockerd must use iptables-legacy too, or its rules and these ignore "
+            "each other",
+            "point the image's iptables to iptables-legacy "
+            "(update-alternatives --set iptables /usr/sbin/iptables-legacy)",
+        )
+    elif backend in ("none", "unknown"):
+        found.warning(
+            "iptables",
+            value,
+            "the kernel has neither nf_tables nor ip_tables: a nested dockerd cannot set up "
+            "bridge networking"
+            if backend == "none"
+            else "neither /proc/modules, the module lists nor the kernel config tell which "
+            "iptables backend this kernel has",
+            "start the nested dockerd with --iptables=false (and --bridge=none) if it fails",
+        )
+    else:
+        tool = "iptables-nft" if backend == "nf_tables" else "iptables-legacy"
+        found.ok("iptables", value, f"a nested dockerd can use {tool}; no legacy tables are in use")
+    if forward == "1":
+        found.ok("ip_forward", "1", "IP forwarding is on: nested containers can reach out")
+    elif forward == "0" and forward_writable:
+        found.ok(
+            "ip_forward", "0 (writable)", "a nested dockerd turns it on at start (--ip-forward)"
+        )
+    else:
+        found.warning(
+            "ip_forward",
+            "unknown" if forward is None else f"{forward} (read-only)",
+            "IP forwarding is off and cannot be turned on from here: nested containers "
+            "cannot reach beyond this container",
+            "docker run --sysctl net.ipv4.ip_forward=1 (or --privileged)",
+        )
+    return section
+
+
+def _sysfs(snap: Snapshot) -> bool:
+    """Whether /sys was there to look at (a missing file under it then means absent)."""
+    return snap.statfs.get(SYS_FS_CGROUP) is not None or bool(snap.sys_modules)
+
+
+def _lsm(env: Env, found: Findings) -> dict[str, object]:
+    snap = env.snap
+    active_text = snap.text("/sys/kernel/security/lsm")
+    active = None if active_text is None else [s for s in active_text.strip().split(",") if s]
+    enabled = snap.text("/sys/module/apparmor/parameters/enabled")
+    apparmor: bool | None
+    if active is not None:
+        apparmor = "apparmor" in active
+    elif enabled is not None:
+        apparmor = enabled.strip() == "Y"
+    elif "/sys/module/apparmor/parameters/enabled" in snap.errors or not _sysfs(snap):
+        apparmor = None
+    else:
+        apparmor = False  # /sys/module/apparmor exists whenever AppArmor is built in
+    label = procfs.security_label(snap.text("/proc/self/attr/current"))
+    enforce = snap.text("/sys/fs/selinux/enforce")
+    selinux: bool | None
+    if active is not None:
+        selinux = "selinux" in active
+    elif enforce is not None or (label is not None and label.count(":") >= 3 and not apparmor):
+        selinux = True  # selinuxfs, or a context shaped user:role:type:level
+    elif "/proc/self/attr/current" in snap.errors:
+        selinux = False  # EINVAL: no LSM provides a current label
+    else:
+        selinux = None
+    enforcing = None if enforce is None else enforce.strip() == "1"
+    profile = env.apparmor_profile if apparmor else None
+    section: dict[str, object] = {
+        "active": active,
+        "apparmor": {"enabled": apparmor, "profile": profile},
+        "selinux": {
+            "enabled": selinux,
+            "enforcing": enforcing,
+            "label": label if selinux else None,
+        },
+    }
+
+    if apparmor:
+        value = f"enabled, profile {profile or 'unknown'}"
+        if denies_mount(profile):
+            found.blocker(
+                "apparmor",
+                value,
+                f"this process is confined by {profile}, which denies mount(2): every dind "
+                "step fails with EACCES",
+                PRIVILEGED + " (or --security-opt apparmor=unconfined)",
+            )
+        elif profile not in (None, "unconfined"):
+            found.warning(
+                "apparmor",
+                value,
+                f"this process is confined by {profile}, which may deny mounts",
+                PRIVILEGED + " (or --security-opt apparmor=unconfined)",
+            )
+        else:
+            found.ok(
+                "apparmor",
+                value,
+                "AppArmor is on and this process is unconfined; a nested dockerd loads "
+                "docker-default for its containers through securityfs",
+            )
+    else:
+        found.ok(
+            "apparmor",
+            "unknown" if apparmor is None else "not enabled",
+            "whether AppArmor is enabled could not be read"
+            if apparmor is None
+            else "no AppArmor profile confines mounts here",
+        )
+    if selinux:
+        state = "" if enforcing is None else ", enforcing" if enforcing else ", permissive"
+        value = f"enabled{state}" + (f", label {label}" if label else "")
+        if label is not None and ":container_t:" in label and enforcing is not False:
+            found.warning(
+                "selinux",
+                value,
+                "this process runs as container_t, which denies most mounts and cgroup writes",
+                PRIVILEGED + " (it runs as spc_t)",
+            )
+        else:
+            found.ok("selinux", value, "SELinux is on; this process's label does not confine dind")
+    else:
+        found.ok(
+            "selinux",
+            "unknown" if selinux is None else "not enabled",
+            "whether SELinux is enabled could not be read"
+            if selinux is None
+            else "no SELinux policy confines mounts here",
+        )
+    return section
+
+
+def analyse(snap: Snapshot, skip: frozenset[str] = frozenset(), strict: bool = False) -> Report:
+    """The whole report for ``snap``, honouring ``--skip`` and ``--strict`` as a real run would."""
+    env = Env(snap)
+    found = {area: Findings(area) for area in AREAS}
+    sections: dict[str, object] = {}
+    sections["cgroup"] = _cgroup(env, found["cgroup"])
+    sections["namespaces"] = _namespaces(env, found["namespaces"])
+    sections["privileges"] = _privileges(env, found["privileges"])
+    rows, plan = plan_area(env, found["plan"], skip, strict)
+    sections["mounts"] = _mounts(env, found["mounts"], plan, skip)
+    sections["plan"] = rows
+    sections["processes"] = _processes(env, found["processes"], rows)
+    sections["network"] = _network(env, found["network"])
+    sections["lsm"] = _lsm(env, found["lsm"])
+    return Report(sections, [f for area in AREAS for f in found[area].items])

@@ -1,0 +1,194 @@
+"""The snapshot parsed once into what every area of the report asks about. Pure.
+
+The questions that need care live here: which cgroup layout /sys/fs/cgroup has,
+whether the cgroup namespace is the host's, and whether mount(2) is allowed at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from dind import mountinfo, proccgroup
+from dind.check import procfs
+from dind.check.snapshot import MOUNTINFO, PROC_1_CGROUP, SYS_FS_CGROUP, UNIFIED, Snapshot
+from dind.errors import DindError
+
+CGROUP_FS = ("cgroup", "cgroup2")
+
+
+class Env:
+    """What the report knows about the process that gathered the snapshot."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        status = procfs.status_fields(snap.text("/proc/self/status") or "")
+        self.cap_eff = procfs.cap_mask(status.get("CapEff"))
+        self.cap_bnd = procfs.cap_mask(status.get("CapBnd"))
+        self.sys_admin = procfs.has_cap(self.cap_eff, "CAP_SYS_ADMIN")
+        last = (snap.text("/proc/sys/kernel/cap_last_cap") or "").strip()
+        self.cap_last = int(last) if last.isdigit() else None
+
+        uid_text = snap.text("/proc/self/uid_map")
+        self.uid_map = None if uid_text is None else procfs.id_map(uid_text)
+        initial = procfs.is_initial("user", self.link("user"))
+        if initial is None and self.uid_map is not None:
+            initial = self.uid_map == procfs.FULL_ID_MAP
+        self.user_ns: bool | None = None if initial is None else not initial
+        """True in a user namespace other than the initial one; None when unknown."""
+
+        self.mounts: mountinfo.MountTable | None = None
+        self.mounts_error = ""
+        text = snap.text(MOUNTINFO)
+        try:
+            if text is None:
+                self.mounts_error = f"{MOUNTINFO}: {snap.errors.get(MOUNTINFO, 'missing')}"
+            else:
+                self.mounts = mountinfo.MountTable(mountinfo.parse(text, MOUNTINFO))
+        except DindError as err:
+            self.mounts_error = str(err)
+
+        self.hierarchies: list[proccgroup.Hierarchy] | None = None
+        self.hierarchies_error = ""
+        text = snap.text(PROC_1_CGROUP)
+        try:
+            if text is None:
+                error = snap.errors.get(PROC_1_CGROUP, "missing")
+                self.hierarchies_error = f"{snap.proc_cgroup_source}: {error}"
+            else:
+                self.hierarchies = proccgroup.parse(text, snap.proc_cgroup_source)
+        except DindError as err:
+            self.hierarchies_error = str(err)
+        # Only a clue for the namespace verdict: "unknown" covers its absence.
+        self.own_cgroups: list[proccgroup.Hierarchy] | None = None
+        with contextlib.suppress(DindError):
+            self.own_cgroups = proccgroup.parse(snap.text("/proc/self/cgroup") or "", "self")
+
+        fs_text = snap.text("/proc/filesystems")
+        self.filesystems = None if fs_text is None else procfs.filesystems(fs_text)
+        self.sys_fs_cgroup = snap.statfs.get(SYS_FS_CGROUP)
+        self.unified = snap.statfs.get(UNIFIED)
+        self.mode = cgroup_mode(self.sys_fs_cgroup, self.unified)
+        self.init_at_root = bool(self.hierarchies) and all(
+            h.path == "/" for h in self.hierarchies or []
+        )
+        """PID 1 is in the root group of every hierarchy: the host itself, not a container."""
+        self.cgroupns, self.cgroupns_evidence = cgroup_namespace(
+            self.link("cgroup"), self.own_cgroups, self.mounts, self.init_at_root
+        )
+        self.apparmor_profile = apparmor_profile(snap)
+
+    def link(self, kind: str) -> str | None:
+        ns = self.snap.namespaces.get(kind)
+        return None if ns is None else ns.link
+
+    def owner(self, kind: str) -> str | None:
+        ns = self.snap.namespaces.get(kind)
+        return None if ns is None else ns.owner
+
+    def can_mount(self) -> tuple[bool | None, str]:
+        """Whether mount(2) is allowed here at all, and if not (or unknown), why."""
+        if self.sys_admin is False:
+            return False, "no CAP_SYS_ADMIN"
+        if self.user_ns and self.owner("mnt") == "ancestor":
+            return False, (
+                "the mount namespace belongs to an ancestor user namespace, where this "
+                "root has no capabilities"
+            )
+        if self.sys_admin is None:
+            return None, "CapEff could not be read"
+        if self.user_ns is None or (self.user_ns and self.owner("mnt") is None):
+            return None, "the owner of the mount namespace could not be determined"
+        return True, ""
+
+
+def cgroup_mode(sys_fs_cgroup: str | None, unified: str | None) -> str:
+    """``v2`` when /sys/fs/cgroup is cgroup2, ``hybrid`` with cgroup2 at .../unified, else ``v1``.
+
+    ``none`` when /sys/fs/cgroup does not exist. This is the view of this mount
+    namespace: a hybrid kernel can show a pure v2 view (container-v2-view).
+    """
+    if sys_fs_cgroup == "cgroup2":
+        return "v2"
+    if sys_fs_cgroup is None:
+        return "none"
+    return "hybrid" if unified == "cgroup2" else "v1"
+
+
+def _hierarchy_of(
+    m: mountinfo.Mount, hierarchies: list[proccgroup.Hierarchy]
+) -> proccgroup.Hierarchy | None:
+    if m.fstype == "cgroup2":
+        return next((h for h in hierarchies if h.unified), None)
+    tokens = set(m.super_options.split(","))
+    return next(
+        (h for h in hierarchies if not h.unified and set(h.options.split(",")) <= tokens), None
+    )
+
+
+def cgroup_namespace(
+    link: str | None,
+    own: list[proccgroup.Hierarchy] | None,
+    mounts: mountinfo.MountTable | None,
+    init_at_root: bool = False,
+) -> tuple[str, str]:
+    """``host``, ``private`` or ``unknown``, with the evidence in words.
+
+    The kernel's own answer is the namespace's number: the initial cgroup namespace
+    always has PROC_CGROUP_INIT_INO. Mounts add two clues. A root shown as ``/..``
+    means the mounted tree starts above this namespace's root: private. A root equal
+    to this process's own group means the namespace shows the container's place in
+    a larger tree (docker's ``--cgroupns host``). ``0::/`` alone proves nothing: the
+    host's own root group shows it too.
+    """
+    escaped: list[mountinfo.Mount] = []
+    above: list[mountinfo.Mount] = []
+    for m in [] if mounts is None else mounts.mounts:
+        if m.fstype not in CGROUP_FS:
+            continue
+        if m.root == "/.." or m.root.startswith("/../"):
+            escaped.append(m)
+            continue
+        h = None if own is None else _hierarchy_of(m, own)
+        if m.root != "/" and h is not None and (h.path + "/").startswith(m.root + "/"):
+            above.append(m)
+    initial = procfs.is_initial("cgroup", link)
+    if initial:
+        where = "; PID 1 is in the root group: this is the host itself" if init_at_root else ""
+        return "host", f"{link} is the initial cgroup namespace{where}"
+    if above:
+        m = above[0]
+        what = f"{m.mountpoint} is mounted from {m.root}, this process's own group"
+        if initial is False:
+            return "host", (
+                f"{link} is not the initial namespace, but {what}: the namespace is "
+                "the one of whoever started this container"
+            )
+        return "host", f"{what}: the namespace shows groups above this container"
+    if initial is False:
+        extra = ""
+        if escaped:
+            m = escaped[0]
+            extra = f"; {m.mountpoint} (root {m.root}) was mounted from outside it"
+        return "private", f"{link} is not the initial cgroup namespace{extra}"
+    if escaped:
+        m = escaped[0]
+        return "private", f"{m.mountpoint} has root {m.root}: its tree starts above this namespace"
+    return "unknown", (
+        "/proc/self/ns/cgroup could not be read, and neither mount roots nor "
+        "/proc/self/cgroup tell (0::/ is also what the host's own root group shows)"
+    )
+
+
+def apparmor_profile(snap: Snapshot) -> str | None:
+    """The AppArmor profile confining this process, when AppArmor is the LSM answering."""
+    own = procfs.security_label(snap.text("/proc/self/attr/apparmor/current"))
+    if own is not None:
+        return own
+    if (snap.text("/sys/module/apparmor/parameters/enabled") or "").strip() == "Y":
+        return procfs.security_label(snap.text("/proc/self/attr/current"))
+    return None
+
+
+def denies_mount(profile: str | None) -> bool:
+    """docker-default, the profile of a non-privileged container, has a ``deny mount,`` rule."""
+    return profile is not None and profile.startswith("docker-default") and "(enforce)" in profile
