@@ -15,6 +15,7 @@ from dind.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from dind.mountinfo import MountTable
     from dind.syscalls import Kernel
 
 PENDING = "pending"
@@ -23,6 +24,23 @@ CONFLICT = "conflict"
 
 MS_REC = 0x4000
 MS_SHARED = 1 << 20
+
+
+def mount_status(
+    mounts: MountTable, target: str, fstype: str, items: frozenset[str] = frozenset()
+) -> tuple[str, str]:
+    """Status and note of mounting ``fstype`` (with options ``items``) on ``target``.
+
+    Satisfied when that filesystem, with those options, is what is visible there;
+    a conflict when anything else is: dind never stacks a mount on top of it.
+    """
+    top = mounts.at(target)
+    if top is None:
+        return PENDING, ""
+    if top.fstype == fstype and items <= set(top.super_options.split(",")):
+        return SATISFIED, f"{fstype} already mounted"
+    opts = f" ({top.super_options})" if top.fstype == "cgroup" else ""
+    return CONFLICT, f"{top.fstype}{opts} already mounted there; not stacking on top"
 
 
 class Action(Record):

@@ -8,7 +8,16 @@ inverted ``cpuacct,cpu`` also needs ``cpu,cpuacct``.
 
 from __future__ import annotations
 
-from dind.actions import CONFLICT, PENDING, SATISFIED, Action, MakeDir, Mount, Symlink
+from dind.actions import (
+    CONFLICT,
+    PENDING,
+    SATISFIED,
+    Action,
+    MakeDir,
+    Mount,
+    Symlink,
+    mount_status,
+)
 from dind.errors import ParseError
 
 TYPE_CHECKING = False
@@ -31,19 +40,6 @@ def _dir_status(name: str, entries: dict[str, str]) -> tuple[str, str]:
     return CONFLICT, f"exists and is {what}; dind never mounts through it"
 
 
-def _mount_status(
-    mounts: MountTable, target: str, fstype: str, items: frozenset[str]
-) -> tuple[str, str]:
-    top = mounts.at(target)
-    if top is None:
-        return PENDING, ""
-    tokens = set(top.super_options.split(","))
-    if top.fstype == fstype and items <= tokens:
-        return SATISFIED, f"{fstype} already mounted"
-    opts = f" ({top.super_options})" if top.fstype == "cgroup" else ""
-    return CONFLICT, f"{top.fstype}{opts} already mounted there; not stacking on top"
-
-
 def plan_mounts(
     hierarchies: list[Hierarchy],
     root: str,
@@ -58,37 +54,22 @@ def plan_mounts(
     """
     actions: list[Action] = [MakeDir(STEP, root, PENDING if root_entries is None else SATISFIED)]
     top = mounts.at(root)
+    entries = root_entries or {}
     if top is None:
-        actions.append(Mount(STEP, "cgroup", root, "tmpfs", ROOT_OPTIONS))
-        entries: dict[str, str] = {}  # the new tmpfs hides whatever is there now
+        status, note = PENDING, ""
+        entries = {}  # the new tmpfs hides whatever is there now
     elif top.fstype in ("cgroup", "cgroup2"):
         # Directories made inside a cgroup filesystem are cgroups, not mount points.
-        actions.append(
-            Mount(
-                STEP,
-                "cgroup",
-                root,
-                "tmpfs",
-                ROOT_OPTIONS,
-                status=CONFLICT,
-                note=f"{top.fstype} is mounted there; v1 hierarchies need "
-                "a plain directory tree (choose another --cgroup-root)",
-            )
+        status = CONFLICT
+        note = (
+            f"{top.fstype} is mounted there; v1 hierarchies need a plain directory tree "
+            "(choose another --cgroup-root)"
         )
-        return actions
     else:
-        actions.append(
-            Mount(
-                STEP,
-                "cgroup",
-                root,
-                "tmpfs",
-                ROOT_OPTIONS,
-                status=SATISFIED,
-                note=f"{top.fstype} already mounted",
-            )
-        )
-        entries = root_entries or {}
+        status, note = SATISFIED, f"{top.fstype} already mounted"
+    actions.append(Mount(STEP, "cgroup", root, "tmpfs", ROOT_OPTIONS, status=status, note=note))
+    if status == CONFLICT:
+        return actions
 
     claimed: dict[str, int] = {}
 
@@ -108,7 +89,7 @@ def plan_mounts(
         if status == CONFLICT:
             continue
         items = frozenset(h.options.split(","))
-        status, note = _mount_status(mounts, target, "cgroup", items)
+        status, note = mount_status(mounts, target, "cgroup", items)
         actions.append(Mount(STEP, "cgroup", target, "cgroup", h.options, status=status, note=note))
         links = [c for c in h.controllers if c != name]
         if name == "cpuacct,cpu":
@@ -137,7 +118,7 @@ def plan_mounts(
         status, note = _dir_status(UNIFIED_DIR, entries)
         actions.append(MakeDir(STEP, target, status, note))
         if status != CONFLICT:
-            status, note = _mount_status(mounts, target, "cgroup2", frozenset())
+            status, note = mount_status(mounts, target, "cgroup2", frozenset())
             actions.append(Mount(STEP, "cgroup2", target, "cgroup2", status=status, note=note))
     return actions
 

@@ -12,7 +12,7 @@ import contextlib
 import errno
 import os
 
-from dind.actions import CONFLICT, PENDING, SATISFIED, Action, MakeDir, Mount, NestCgroup2
+from dind.actions import PENDING, SATISFIED, Action, MakeDir, Mount, NestCgroup2, mount_status
 from dind.errors import SetupError
 
 TYPE_CHECKING = False
@@ -35,31 +35,8 @@ class NestingError(SetupError):
 def plan_mount(target: str, mounts: MountTable, target_exists: bool) -> list[Action]:
     """cgroup2 at ``target`` unless it is there already (a tmpfs root for v1 is not)."""
     actions: list[Action] = [MakeDir(STEP_MOUNTS, target, SATISFIED if target_exists else PENDING)]
-    top = mounts.at(target)
-    if top is None:
-        actions.append(Mount(STEP_MOUNTS, "cgroup2", target, "cgroup2"))
-    elif top.fstype == "cgroup2":
-        actions.append(
-            Mount(
-                STEP_MOUNTS,
-                "cgroup2",
-                target,
-                "cgroup2",
-                status=SATISFIED,
-                note="cgroup2 already mounted",
-            )
-        )
-    else:
-        actions.append(
-            Mount(
-                STEP_MOUNTS,
-                "cgroup2",
-                target,
-                "cgroup2",
-                status=CONFLICT,
-                note=f"{top.fstype} already mounted there",
-            )
-        )
+    status, note = mount_status(mounts, target, "cgroup2")
+    actions.append(Mount(STEP_MOUNTS, "cgroup2", target, "cgroup2", status=status, note=note))
     return actions
 
 

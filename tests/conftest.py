@@ -27,6 +27,14 @@ def fixture_text(name: str, file: str) -> str:
     return (FIXTURES / name / file).read_text(encoding="utf-8", errors="surrogateescape")
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without DIND_* and ``container``, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIND_")}
+    env.pop("container", None)
+    env.update(extra)
+    return env
+
+
 def run_dind(
     *args: str,
     env: dict[str, str] | None = None,
@@ -35,9 +43,7 @@ def run_dind(
     input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed ``dind`` script; in a private mount+cgroup namespace if ``sandbox``."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIND_")}
-    full_env.pop("container", None)
-    full_env.update(env or {})
+    full_env = clean_env(**(env or {}))
     argv = [DIND, *args]
     if sandbox:
         argv = ["unshare", "--mount", "--cgroup", "--propagation", "private", *argv]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from dind import mountinfo, proccgroup
-from tests.conftest import DIND, root_only
+from tests.conftest import DIND, clean_env, root_only
 
 pytestmark = root_only
 
@@ -34,13 +34,9 @@ def sandbox(
     timeout: float = 60,
     prefix: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("DIND_")}
-    full.pop("container", None)
-    full.update(env or {})
-    full["DIND"] = DIND
     return subprocess.run(
         [*(prefix or UNSHARE), "sh", "-euc", script],
-        env=full,
+        env=clean_env(**(env or {}), DIND=DIND),
         capture_output=True,
         text=True,
         errors="surrogateescape",
@@ -272,9 +268,10 @@ def hugetlb_group() -> Iterator[Path]:
                 (UNIFIED / "cgroup.subtree_control").write_text("-hugetlb")
 
 
-def enter_group_then(group: Path, inner: list[str]) -> list[str]:
-    """argv that moves itself into ``group`` and then unshares, so the namespace root is it."""
-    return ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *inner]
+def in_group(group: Path, prefix: list[str]) -> list[str]:
+    """A sandbox prefix that first moves itself into ``group``, so the cgroup namespace it
+    then unshares has ``group`` as its root."""
+    return ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *prefix]
 
 
 def test_v2_nesting_for_real(scratch: Path) -> None:
@@ -286,16 +283,7 @@ def test_v2_nesting_for_real(scratch: Path) -> None:
             "echo procs:$(cat /sys/fs/cgroup/cgroup.procs); "
             "grep -c . /sys/fs/cgroup/init/cgroup.procs; echo $$; cat /proc/self/cgroup'"
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIND_")}
-        env["DIND"] = DIND
-        result = subprocess.run(
-            enter_group_then(group, [*UNSHARE, "sh", "-euc", script]),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = sandbox(script, prefix=in_group(group, UNSHARE))
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
         out = result.stdout.split("\n")
@@ -318,17 +306,8 @@ def test_v2_nesting_reports_pid_zero_outside_the_pid_namespace(scratch: Path) ->
             f'exec "$DIND" --strict --skip securityfs,tmp,rshared '
             f"--cgroup-root {scratch}/cg -- true"
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIND_")}
-        env["DIND"] = DIND
-        inner = ["unshare", "--pid", "--fork", "--mount-proc", *UNSHARE[1:], "sh", "-euc", script]
-        result = subprocess.run(
-            enter_group_then(group, inner),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        pid_ns = ["unshare", "--pid", "--fork", "--mount-proc", *UNSHARE[1:]]
+        result = sandbox(script, prefix=in_group(group, pid_ns), timeout=120)
         assert result.stdout.strip() == "best-effort=0"
         assert result.returncode == 125
         warning, error = result.stderr.splitlines()
@@ -364,16 +343,7 @@ def test_read_only_cgroup2_is_explained(scratch: Path) -> None:
             f'exec "$DIND" --strict --skip securityfs,tmp,rshared '
             f"--cgroup-root {scratch}/cg -- true"
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DIND_")}
-        env["DIND"] = DIND
-        result = subprocess.run(
-            enter_group_then(group, [*UNSHARE, "sh", "-euc", script]),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = sandbox(script, prefix=in_group(group, UNSHARE))
         assert result.stdout.strip() == "best-effort=0"
         assert result.returncode == 125
         warning, error = result.stderr.splitlines()
