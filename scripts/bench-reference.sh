@@ -23,9 +23,7 @@ fi
 grep -q :devices: /proc/1/cgroup || echo >&2 'WARNING: devices cgroup not in its own hierarchy'
 grep -qw devices /proc/1/cgroup || echo >&2 'WARNING: devices cgroup not mounted'
 
-for line in $(cut -d: -f1,2 /proc/1/cgroup); do
-	id=${line%%:*}
-	list=${line#*:}
+while IFS=: read -r id list _; do
 	if [ "$id" = 0 ]; then
 		dir=unified type=cgroup2 opts=
 	else
@@ -47,7 +45,7 @@ for line in $(cut -d: -f1,2 /proc/1/cgroup); do
 	if [ "$dir" = cpuacct,cpu ] && [ ! -e "$CGROUP/cpu,cpuacct" ]; then
 		ln -s "$dir" "$CGROUP/cpu,cpuacct"
 	fi
-done
+done </proc/1/cgroup
 
 mount --make-rshared /
 exec "$@"

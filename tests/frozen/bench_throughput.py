@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from tests.frozen import images
-from tests.frozen.local_registry import run_registry
+from tests.support.registry import run_registry
 
 CONSOLE = Path(sys.executable).with_name("dind-frozen-images")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.frozen.conftest import IN_CI, Run
-from tests.frozen.local_registry import LocalRegistry
+from tests.frozen.conftest import Run
 from tests.frozen.test_download import check_layout
+from tests.support.registry import LocalRegistry
 
 if os.geteuid() != 0:
     pytest.skip("needs root for a docker daemon (CI runs as root)", allow_module_level=True)
@@ -128,9 +128,3 @@ def test_digest_pinned_load(
     assert check_layout(out)[0]["RepoTags"] == [f"{host}/library/app:1"]
     load(loader, out)
     assert loader.docker("run", "--rm", f"{host}/library/app:1").stdout == HELLO
-
-
-def test_ci_has_the_engine() -> None:
-    """In CI the docker tests must run, never skip for want of packages."""
-    if IN_CI:
-        ensure_engine()

@@ -19,9 +19,9 @@ import pytest
 
 from tests.frozen import images
 from tests.frozen.conftest import Run
-from tests.frozen.local_registry import LocalRegistry
 from tests.frozen.server import Fault, RegistryServer
 from tests.frozen.test_download import check_layout
+from tests.support.registry import LocalRegistry
 
 Freeze = Callable[..., Run]
 FAST = ("--insecure", "--backoff", "0", "--retries", "3")

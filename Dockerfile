@@ -1,0 +1,77 @@
+# The dind dev image: a nested Docker daemon behind the dind entrypoint.
+#
+#   scripts/build-image [--base IMAGE] [--tag TAG]    # offline: wheelhouse + docker build
+#   docker run --privileged IMAGE                     # a nested dockerd
+#   docker run --privileged IMAGE hack/make.sh binary # a build that runs containers
+#
+# Offline builds: scripts/build-image fills wheelhouse/ on the host (pip wheel) and
+# the build installs from it with --no-index, so pip never reaches an index from
+# inside the build. Without wheelhouse/ a plain `docker build .` installs from PyPI.
+# Stages: runtime (apt) -> build (venv, then dind) -> frozen (optional) -> final.
+
+ARG BASE_IMAGE=debian:bookworm-slim
+
+FROM ${BASE_IMAGE} AS runtime
+# What a nested dockerd needs (docker.io brings containerd, runc, tini, iptables)
+# plus python3 for dind. Versions follow the base image's release, so no pins.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+        ca-certificates \
+        docker.io \
+        iptables \
+        python3 \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log
+
+FROM runtime AS build
+# The venv module is needed to build only (no pins: as above).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+ENV PIP_CONFIG_FILE=/build/pip.conf \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+# Dependencies first: this layer changes only with pyproject.toml or the wheels.
+# `wheelhous[e]` copies the wheels if wheelhouse/ exists and nothing otherwise.
+COPY pyproject.toml wheelhous[e] /build/wheels/
+RUN if ls /build/wheels/*.whl >/dev/null 2>&1; then \
+        printf '[global]\nno-index = true\nfind-links = /build/wheels\n' >/build/pip.conf; \
+    else \
+        : >/build/pip.conf; \
+    fi \
+ && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/build/wheels/pyproject.toml", "rb"))["project"]["dependencies"]))' \
+        >/build/requirements.txt \
+ && python3 -m venv /opt/dind \
+ && /opt/dind/bin/pip install --no-cache-dir --upgrade pip \
+ && /opt/dind/bin/pip install --no-cache-dir -r /build/requirements.txt
+# Then the project itself (pip byte-compiles what it installs).
+COPY pyproject.toml README.m[d] /build/src/
+COPY dind /build/src/dind
+RUN /opt/dind/bin/pip install --no-cache-dir /build/src \
+ && /opt/dind/bin/python -m pip uninstall -y -q pip setuptools \
+ && /opt/dind/bin/dind --version
+
+# Optional: images frozen for nested tests (`docker load` them from
+# /docker-frozen-images). Off by default: the directory stays empty.
+#   --build-arg FROZEN_IMAGES="debian:bookworm-slim busybox:1.36@sha256:..."
+FROM build AS frozen
+ARG FROZEN_IMAGES=""
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN mkdir /docker-frozen-images \
+ && if [ -n "$FROZEN_IMAGES" ]; then \
+        python3 -m venv /opt/frozen \
+        && /opt/frozen/bin/pip install --no-cache-dir "/build/src[frozen-images]" \
+        && echo "$FROZEN_IMAGES" | xargs /opt/frozen/bin/dind-frozen-images /docker-frozen-images; \
+    fi
+
+FROM runtime
+COPY --from=build /opt/dind /opt/dind
+COPY --from=frozen /docker-frozen-images /docker-frozen-images
+ENV PATH=/opt/dind/bin:$PATH
+# The nested daemon's storage must be a volume, not the container's overlay rootfs.
+VOLUME /var/lib/docker
+# Mount the source to build here, as the docker-dev image did.
+WORKDIR /src
+ENTRYPOINT ["dind"]
+CMD ["dockerd"]
