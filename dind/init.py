@@ -21,7 +21,7 @@ supervise.
   re-parented to the next subreaper or init.
 
 Only ``os``, ``signal``, ``errno`` and ``contextlib`` on this path, all loaded
-already at this point, as is ``ctypes`` for prctl (by the set-up's syscalls module).
+already at this point, as is ``dind.syscalls`` (ctypes) for prctl.
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 Mask = set[int | signal.Signals]
-
-PR_SET_CHILD_SUBREAPER = 36
 
 KEPT = frozenset(
     {
@@ -100,19 +98,18 @@ def run_init(argv: list[str], *, group: bool, log: Log) -> int:
 
 def become_subreaper(log: Log) -> None:
     """Make orphans of COMMAND's descendants re-parent to dind rather than to the real init."""
-    import ctypes
+    from dind.syscalls import set_child_subreaper
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
-    if prctl(PR_SET_CHILD_SUBREAPER, one, zero, zero, zero) == 0:
-        log.info("init: not PID 1, registered as child subreaper: orphans are reaped here")
+    try:
+        set_child_subreaper()
+    except OSError as err:
+        log.warning(
+            f"init: not PID 1 and prctl(PR_SET_CHILD_SUBREAPER) failed: {err.strerror}; "
+            "orphans go to the real init",
+            errno=err.errno,
+        )
         return
-    code = ctypes.get_errno()
-    log.warning(
-        f"init: not PID 1 and prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(code)}; "
-        "orphans go to the real init",
-        errno=code,
-    )
+    log.info("init: not PID 1, registered as child subreaper: orphans are reaped here")
 
 
 def configure_signals() -> Mask:

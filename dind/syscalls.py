@@ -64,6 +64,10 @@ _mount.argtypes = (
     ctypes.c_char_p,
 )
 _mount.restype = ctypes.c_int
+_prctl = _libc.prctl
+_prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+_prctl.restype = ctypes.c_int
+PR_SET_CHILD_SUBREAPER = 36
 _statfs = _libc.statfs
 _statfs.argtypes = (ctypes.c_char_p, ctypes.POINTER(_Statfs))
 _statfs.restype = ctypes.c_int
@@ -84,6 +88,12 @@ def mount(
     """mount(2); raises OSError whose filename is the target."""
     if _mount(_arg(source), os.fsencode(target), _arg(fstype), flags, _arg(data)) != 0:
         raise _oserror(target)
+
+
+def set_child_subreaper() -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER): orphans of our descendants are re-parented to us."""
+    if _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise _oserror("prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def statfs_type(path: str) -> int:
