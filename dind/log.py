@@ -71,6 +71,11 @@ class Log:
         extra = {(k + "_" if k in _RESERVED else k): v for k, v in fields.items() if v is not None}
         logger.log(level, msg, extra=extra)
 
+    def prepare(self) -> None:
+        """Import what emitting needs now, before mounts may cover where it lives."""
+        if self.fmt == "json" and self._logger is None:
+            self._setup()
+
     def flush(self) -> None:
         """Flush stderr before exec, so no record is lost with the old process image."""
         if self._logger is not None:

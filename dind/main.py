@@ -61,20 +61,23 @@ def run(args: list[str]) -> int:
             sys.stdout.flush()
             return 0
 
+        # Load all that the rest of the run needs before mounting anything: the tmpfs
+        # on /tmp (or any mount) may cover the directory dind was imported from.
         from dind.apply import apply
+        from dind.command import exec_command
         from dind.syscalls import Kernel
+
+        if settings.init:
+            from dind.init import run_init
+        log.prepare()
 
         apply(plan, Kernel(), log, settings.strict)
         if settings.init:
-            from dind.init import run_init
-
             status = run_init(settings.command, group=settings.init_group, log=log)
             log.flush()
             sys.stdout.flush()
             os._exit(status)  # no interpreter teardown: 20-30 ms less `docker stop` latency
         log.flush()
-        from dind.command import exec_command
-
         exec_command(settings.command)
     except CommandError as err:
         log.error(str(err), errno=err.errno)

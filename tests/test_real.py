@@ -13,6 +13,8 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -356,3 +358,32 @@ def test_read_only_cgroup2_is_explained(scratch: Path) -> None:
         assert error.startswith("dind: error: move processes of /sys/fs/cgroup into init/")
         assert error.endswith(expected)
         assert not (group / "init").exists()
+
+
+@pytest.mark.parametrize("options", [[], ["--log-format", "json", "-v"], ["--init"]])
+def test_dind_imported_from_under_tmp_survives_its_own_tmpfs(
+    scratch: Path, tmp_marker: Path, options: list[str]
+) -> None:
+    """All code is loaded before the first mount: a checkout in /tmp (as CI's clone may be)
+    is hidden by the tmpfs dind mounts there, and imports after that would fail."""
+    import sysconfig
+
+    package = Path(tempfile.mkdtemp(prefix="dind-pkg-", dir="/tmp"))
+    try:
+        shutil.copytree(Path(__file__).parent.parent / "dind", package / "dind")
+        # -S: no site, so no editable-install finder; the copy comes first on the path.
+        path = f"{package}:{sysconfig.get_paths()['purelib']}"
+        result = sandbox(
+            f'cd / && PYTHONPATH={path} exec {sys.executable} -S -c "$CODE" '
+            f"{' '.join(options)} --skip securityfs --cgroup-root {scratch}/cg -- echo ran",
+            env={
+                "CODE": "import sys, dind.main; print(dind.__file__, file=sys.stderr); "
+                "sys.argv[0] = 'dind'; dind.main.main()"
+            },
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "ran\n"
+        assert result.stderr.startswith(f"{package}/dind/__init__.py\n")
+        assert "error" not in result.stderr
+    finally:
+        shutil.rmtree(package)
