@@ -6,10 +6,12 @@ so nothing reaches the machine's own mount namespace.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +78,64 @@ def _restore_environ() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+UNIFIED = Path("/sys/fs/cgroup/unified")
+
+
+@contextlib.contextmanager
+def hugetlb_group() -> Iterator[Path]:
+    """A child of the host's unified hierarchy with hugetlb available, removed afterwards.
+
+    Enables hugetlb in the unified root's subtree_control if needed (and disables it
+    again, unless something else took to using it meanwhile).
+    """
+    if not (UNIFIED / "cgroup.controllers").exists():
+        pytest.skip("no cgroup2 hierarchy at /sys/fs/cgroup/unified on this machine")
+    if "hugetlb" not in (UNIFIED / "cgroup.controllers").read_text().split():
+        pytest.skip("hugetlb is not on the unified hierarchy here")
+    enabled_here = "hugetlb" not in (UNIFIED / "cgroup.subtree_control").read_text().split()
+    if enabled_here:
+        (UNIFIED / "cgroup.subtree_control").write_text("+hugetlb")
+    group = UNIFIED / f"dind-test-{os.getpid()}-{os.urandom(2).hex()}"
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        for child in sorted(group.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+            if child != group and child.is_dir():
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        if enabled_here:
+            with contextlib.suppress(OSError):  # EBUSY if someone else started using it
+                (UNIFIED / "cgroup.subtree_control").write_text("-hugetlb")
+
+
+@pytest.fixture(scope="session")
+def standalone_dind() -> Iterator[str]:
+    """dind runnable after dind's own tmpfs covers /tmp, wherever the checkout is.
+
+    A run nested in another (``dind -- dind -- CMD``) starts after the first one
+    mounted /tmp; a checkout or venv under /tmp is then out of sight. This copy of
+    dind and its pure-Python dependencies lives under /run, started by the real
+    interpreter with -S (no site: nothing read from the venv).
+    """
+    import click
+    import pythonjsonlogger
+
+    base = Path(tempfile.mkdtemp(prefix="dind-standalone-", dir="/run" if IS_ROOT else None))
+    ignore = shutil.ignore_patterns("__pycache__")
+    for module in (Path(__file__).parent.parent / "dind", click, pythonjsonlogger):
+        source = module if isinstance(module, Path) else Path(module.__file__ or "").parent
+        shutil.copytree(source, base / "lib" / source.name, ignore=ignore)
+    launcher = base / "dind"
+    launcher.write_text(
+        f"#!{os.path.realpath(sys.executable)} -S\n"
+        f"import sys\nsys.path.insert(0, {str(base / 'lib')!r})\n"
+        "from dind.main import main\nsys.argv[0] = 'dind'\nmain()\n"
+    )
+    launcher.chmod(0o755)
+    yield str(launcher)
+    shutil.rmtree(base, ignore_errors=True)

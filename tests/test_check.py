@@ -25,7 +25,7 @@ from dind.check.snapshot import Namespace, Snapshot, gather, load, save
 from dind.detect import detect
 from dind.plan import make_plan
 from dind.settings import STEPS, from_sources
-from tests.conftest import DIND, IS_ROOT, root_only, run_dind
+from tests.conftest import DIND, IS_ROOT, hugetlb_group, root_only, run_dind
 
 CAPTURES = Path(__file__).parent / "fixtures" / "check"
 ENVIRONMENTS = sorted(p.name for p in CAPTURES.iterdir() if (p / "probes.json").exists())
@@ -837,9 +837,7 @@ def test_prediction_matches_reality_on_a_read_only_root() -> None:
 )
 def test_prediction_matches_reality_for_nesting_with_a_process_outside(scratch: Path) -> None:
     """The unshare process stays outside the new PID namespace, in the group: EBUSY."""
-    group = Path("/sys/fs/cgroup/unified") / f"dind-check-test-{os.getpid()}"
-    group.mkdir()
-    try:
+    with hugetlb_group() as group:  # a controller to enable, else nesting has nothing to do
         inner = f"""mount -t cgroup2 cgroup2 /sys/fs/cgroup
             "$DIND" --check --log-format json --cgroup-root {scratch}/cg > {scratch}/check.json
             "$DIND" --cgroup-root {scratch}/cg -- true"""
@@ -848,11 +846,6 @@ def test_prediction_matches_reality_for_nesting_with_a_process_outside(scratch: 
             f"--cgroup --mount --propagation private sh -euc {shlex.quote(inner)}"
         )
         result = _sandboxed(outer, [])
-    finally:
-        for child in group.iterdir():  # init/, made by the real run's nesting
-            if child.is_dir():
-                child.rmdir()
-        group.rmdir()
     assert result.returncode == 0, result.stderr
     doc = json.loads((scratch / "check.json").read_text())
     nest = next(r for r in doc["plan"] if r["step"] == "cgroup-nesting")
