@@ -1,1 +1,1 @@
-"""Helpers shared by the test suites (stdlib only, importable from any conftest)."""
+"""Helpers shared by the test suites (importable from any conftest)."""

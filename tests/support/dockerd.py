@@ -286,16 +286,14 @@ def _remove_cgroup_tree(top: Path) -> list[Path]:
 
 def _cgroup_mounts() -> list[Path]:
     """Mount points of every cgroup hierarchy (v1 and v2) under /sys/fs/cgroup."""
-    points = []
-    with Path("/proc/self/mountinfo").open() as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fstype = right.split(" ", 1)[0]
-            if fstype in ("cgroup", "cgroup2"):
-                point = left.split(" ")[4].replace("\\040", " ")
-                if point.startswith(str(CGROUP_ROOT)):
-                    points.append(Path(point))
-    return points
+    from dind import mountinfo
+
+    text = Path("/proc/self/mountinfo").read_text(errors="surrogateescape")
+    return [
+        Path(m.mountpoint)
+        for m in mountinfo.parse(text, "/proc/self/mountinfo")
+        if m.fstype in ("cgroup", "cgroup2") and m.mountpoint.startswith(str(CGROUP_ROOT))
+    ]
 
 
 def _delegate_unified(parent: str) -> None:
