@@ -6,8 +6,11 @@ Both the click CLI and the fast path (no options on the command line) build a
 
 from __future__ import annotations
 
+import os
+import posixpath
+
 from dind.errors import UsageError
-from dind.log import FORMATS, INFO, WARNING
+from dind.log import ERROR, FORMATS, INFO, WARNING
 
 STEPS = ("securityfs", "tmp", "cgroup-mounts", "cgroup-nesting", "rshared")
 """Step names accepted by --skip, in the order dind runs them."""
@@ -94,8 +97,6 @@ def parse_skip(values: list[str], origin: str) -> frozenset[str]:
 
 def parse_cgroup_root(value: str, origin: str) -> str:
     """The cgroup root must be an absolute, normalised path other than ``/``."""
-    import posixpath
-
     if not value.startswith("/") or "\0" in value:
         raise UsageError(f"{origin}: {value!r} is not an absolute path")
     path = posixpath.normpath(value)
@@ -118,8 +119,6 @@ def from_sources(
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Merge command-line ``options`` (None = not given) over ``DIND_*`` variables."""
-    import os
-
     env = os.environ if environ is None else environ
 
     def pick(key: str, var: str) -> tuple[object, str]:
@@ -159,7 +158,7 @@ def from_sources(
     if verbose:
         log_level = INFO - 10 * (verbose - 1)
     elif quiet:
-        log_level = 40
+        log_level = ERROR
 
     settings = Settings(
         command=command,
