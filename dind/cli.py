@@ -34,7 +34,8 @@ DIND_DRY_RUN, DIND_LOG_FORMAT, DIND_INIT, DIND_INIT_GROUP, DIND_CHECK
 \b
 Exit status:
   the command's own  dind execs it (with --init: its status, 128+N if killed by N)
-  2                  usage error (bad option or variable, no command)
+  0                  --dry-run
+  2                  usage error (bad option or variable, no command, --check with one)
   125                dind's own set-up failed
   126                COMMAND found but not executable
   127                COMMAND not found

@@ -139,3 +139,13 @@ def standalone_dind() -> Iterator[str]:
     launcher.chmod(0o755)
     yield str(launcher)
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def capsh() -> str:
+    """capsh, for runs without CAP_SYS_ADMIN; installed (libcap2-bin) when missing."""
+    if shutil.which("capsh") is None:
+        from tests.support.dockerd import ensure_engine
+
+        ensure_engine()
+    return "capsh"

@@ -25,7 +25,7 @@ from dind.check.snapshot import Namespace, Snapshot, gather, load, save
 from dind.detect import detect
 from dind.plan import make_plan
 from dind.settings import STEPS, from_sources
-from tests.conftest import DIND, IS_ROOT, hugetlb_group, root_only, run_dind
+from tests.conftest import DIND, IS_ROOT, clean_env, hugetlb_group, root_only, run_dind
 
 CAPTURES = Path(__file__).parent / "fixtures" / "check"
 ENVIRONMENTS = sorted(p.name for p in CAPTURES.iterdir() if (p / "probes.json").exists())
@@ -740,8 +740,8 @@ def test_check_json_is_one_document_on_stdout() -> None:
 
 
 @root_only
-def test_without_cap_sys_admin_check_exits_1_naming_it() -> None:
-    argv = ["capsh", "--drop=cap_sys_admin", "--", "-c", 'exec "$0" "$@"', DIND, "--check"]
+def test_without_cap_sys_admin_check_exits_1_naming_it(capsh: str) -> None:
+    argv = [capsh, "--drop=cap_sys_admin", "--", "-c", 'exec "$0" "$@"', DIND, "--check"]
     text = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert text.returncode == 1, text.stdout + text.stderr
     assert "blocker   cap_sys_admin: CAP_SYS_ADMIN missing" in text.stdout
@@ -758,11 +758,12 @@ def test_without_cap_sys_admin_check_exits_1_naming_it() -> None:
 
 
 def _sandboxed(script: str, prefix: list[str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIND_")}
-    env.pop("container", None)
-    env["DIND"] = DIND
     return subprocess.run(
-        [*prefix, "sh", "-euc", script], env=env, capture_output=True, text=True, check=False
+        [*prefix, "sh", "-euc", script],
+        env=clean_env(DIND=DIND),
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

@@ -215,8 +215,8 @@ def test_symlink_inside_the_root_is_never_followed(scratch: Path) -> None:
     assert table.at(str(elsewhere)) is None and table.at(f"{root}/memory") is None
 
 
-def test_not_privileged_fails_with_125_and_the_hint() -> None:
-    result = sandbox("exec capsh --drop=cap_sys_admin -- -c 'exec \"$DIND\" -- echo ran'")
+def test_not_privileged_fails_with_125_and_the_hint(capsh: str) -> None:
+    result = sandbox(f"exec {capsh} --drop=cap_sys_admin -- -c 'exec \"$DIND\" -- echo ran'")
     assert result.returncode == 125
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
@@ -226,9 +226,9 @@ def test_not_privileged_fails_with_125_and_the_hint() -> None:
     )
 
 
-def test_unprivileged_tmp_first_when_securityfs_is_skipped() -> None:
+def test_unprivileged_tmp_first_when_securityfs_is_skipped(capsh: str) -> None:
     result = sandbox(
-        "exec capsh --drop=cap_sys_admin -- -c "
+        f"exec {capsh} --drop=cap_sys_admin -- -c "
         "'exec \"$DIND\" --skip securityfs --log-format json -- echo ran'"
     )
     assert result.returncode == 125

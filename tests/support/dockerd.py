@@ -72,7 +72,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-ENGINE_PACKAGES = ("docker.io", "debootstrap", "docker-registry")
+ENGINE_PACKAGES = ("docker.io", "debootstrap", "docker-registry", "libcap2-bin")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 RUNTIME_NAME = "nosr"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -174,6 +174,7 @@ def engine_missing() -> list[str]:
         "docker",
         "debootstrap",
         "docker-registry",
+        "capsh",
         "unshare",
         "tar",
     )
@@ -185,8 +186,9 @@ def ensure_engine() -> None:
 
     ``docker.io`` brings dockerd, containerd, runc, tini and iptables; debootstrap
     builds base images without any registry; ``docker-registry`` is a real registry
-    server for loopback. Serialised with a lock file, and apt
-    waits for the dpkg lock, so two suites starting at once do not collide.
+    server for loopback; ``libcap2-bin`` gives capsh, for runs without CAP_SYS_ADMIN.
+    Serialised with a lock file, and apt waits for the dpkg lock, so two suites
+    starting at once do not collide.
     """
     if not engine_missing():
         return
