@@ -251,6 +251,19 @@ def in_group(group: Path, prefix: list[str]) -> list[str]:
     return ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *prefix]
 
 
+def nest_best_effort_then_strict(
+    group: Path, scratch: Path, mount_options: str, prefix: list[str]
+) -> subprocess.CompletedProcess[str]:
+    """In ``group``, with cgroup2 on /sys/fs/cgroup: dind once best effort (its status is
+    printed), then once with --strict (the sandbox's own status)."""
+    run = f"--skip securityfs,tmp,rshared --cgroup-root {scratch}/cg -- true"
+    script = (
+        f"umount -R /sys/fs/cgroup && mount -t cgroup2 {mount_options} cgroup2 /sys/fs/cgroup"
+        f' && "$DIND" {run}; echo "best-effort=$?"; exec "$DIND" --strict {run}'
+    )
+    return sandbox(script, prefix=in_group(group, prefix), timeout=120)
+
+
 def test_v2_nesting_for_real(scratch: Path) -> None:
     with hugetlb_group() as group:
         script = (
@@ -276,15 +289,8 @@ def test_v2_nesting_for_real(scratch: Path) -> None:
 
 def test_v2_nesting_reports_pid_zero_outside_the_pid_namespace(scratch: Path) -> None:
     with hugetlb_group() as group:
-        script = (
-            "umount -R /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && "
-            f'"$DIND" --skip securityfs,tmp,rshared --cgroup-root {scratch}/cg -- true; '
-            'echo "best-effort=$?"; '
-            f'exec "$DIND" --strict --skip securityfs,tmp,rshared '
-            f"--cgroup-root {scratch}/cg -- true"
-        )
         pid_ns = ["unshare", "--pid", "--fork", "--mount-proc", *UNSHARE[1:]]
-        result = sandbox(script, prefix=in_group(group, pid_ns), timeout=120)
+        result = nest_best_effort_then_strict(group, scratch, "", pid_ns)
         assert result.stdout.strip() == "best-effort=0"
         assert result.returncode == 125
         warning, error = result.stderr.splitlines()
@@ -313,14 +319,7 @@ def test_hybrid_mode_leaves_the_unified_hierarchy_alone(scratch: Path) -> None:
 
 def test_read_only_cgroup2_is_explained(scratch: Path) -> None:
     with hugetlb_group() as group:
-        script = (
-            "umount -R /sys/fs/cgroup && mount -t cgroup2 -o ro cgroup2 /sys/fs/cgroup && "
-            f'"$DIND" --skip securityfs,tmp,rshared --cgroup-root {scratch}/cg -- true; '
-            'echo "best-effort=$?"; '
-            f'exec "$DIND" --strict --skip securityfs,tmp,rshared '
-            f"--cgroup-root {scratch}/cg -- true"
-        )
-        result = sandbox(script, prefix=in_group(group, UNSHARE))
+        result = nest_best_effort_then_strict(group, scratch, "-o ro", UNSHARE)
         assert result.stdout.strip() == "best-effort=0"
         assert result.returncode == 125
         warning, error = result.stderr.splitlines()
