@@ -1,46 +1,29 @@
-"""The plan's vocabulary: each filesystem operation is an object that describes and executes itself.
+"""The plan's vocabulary: each operation is an object that describes and executes itself.
 
 ``--dry-run`` prints exactly the objects that a real run executes, so what users
-read is what happens. ``status`` is decided at planning time from mountinfo and
-the filesystem: ``pending`` (to do), ``satisfied`` (already so), ``conflict``
-(something else is in the way: warn, never stack on top of it).
+read is what happens. ``status`` is decided at planning time from the evidence:
+``pending`` (to do), ``satisfied`` (already so), ``conflict`` (something else is
+in the way: warn, never stack on top of it), ``refused`` (dind must not go on:
+it stops before changing anything).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from dind.errors import SetupError
 from dind.record import Record
+from dind.syscalls import CLONE_NEWCGROUP, MS_BIND, MS_REC, MS_REMOUNT, MS_SHARED
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from dind.mountinfo import MountTable
-    from dind.syscalls import Kernel
+    from dind.kernel import Kernel
 
 PENDING = "pending"
 SATISFIED = "satisfied"
 CONFLICT = "conflict"
-
-MS_REC = 0x4000
-MS_SHARED = 1 << 20
-
-
-def mount_status(
-    mounts: MountTable, target: str, fstype: str, items: frozenset[str] = frozenset()
-) -> tuple[str, str]:
-    """Status and note of mounting ``fstype`` (with options ``items``) on ``target``.
-
-    Satisfied when that filesystem, with those options, is what is visible there;
-    a conflict when anything else is: dind never stacks a mount on top of it.
-    """
-    top = mounts.at(target)
-    if top is None:
-        return PENDING, ""
-    if top.fstype == fstype and items <= set(top.super_options.split(",")):
-        return SATISFIED, f"{fstype} already mounted"
-    opts = f" ({top.super_options})" if top.fstype == "cgroup" else ""
-    return CONFLICT, f"{top.fstype}{opts} already mounted there; not stacking on top"
+REFUSED = "refused"
 
 
 class Action(Record):
@@ -48,6 +31,8 @@ class Action(Record):
 
     __slots__ = ("note", "status", "step")
     kind = "action"
+    privileged = False
+    """A mount(2)-like call: EPERM/EACCES on the first of these means "not privileged"."""
 
     def __init__(self, step: str, status: str = PENDING, note: str = "") -> None:
         self.step = step
@@ -95,7 +80,7 @@ class SetEnv(Action):
 
 
 class MakeDir(Action):
-    """``mkdir -p`` that refuses to go through a symlink at the last component."""
+    """``mkdir -p``, never through a symlink (the kernel interface refuses any)."""
 
     __slots__ = ("path",)
     kind = "mkdir"
@@ -112,12 +97,15 @@ class MakeDir(Action):
 
     def execute(self, kernel: Kernel) -> None:
         parent = os.path.dirname(self.path)
-        if parent != self.path and kernel.lstat_kind(parent) is None:
+        if parent != self.path and kernel.kind(parent) is None:
             MakeDir(self.step, parent).execute(kernel)
-        kind = kernel.lstat_kind(self.path)
+        kind = kernel.kind(self.path)
         if kind is None:
-            kernel.mkdir(self.path)
-        elif kind != "dir":
+            try:
+                kernel.mkdir(self.path)
+            except FileExistsError:
+                kind = kernel.kind(self.path)  # made meanwhile: fine if it is a directory
+        if kind not in (None, "dir"):
             what = "a symlink" if kind == "link" else "not a directory"
             raise SetupError(
                 f"{self.path} is {what}; dind does not mount through it", step=self.step
@@ -129,6 +117,7 @@ class Mount(Action):
 
     __slots__ = ("data", "flags", "fstype", "source", "target")
     kind = "mount"
+    privileged = True
 
     def __init__(
         self,
@@ -161,37 +150,80 @@ class Mount(Action):
         }
 
     def execute(self, kernel: Kernel) -> None:
-        if kernel.lstat_kind(self.target) == "link":
-            raise SetupError(
-                f"{self.target} is a symlink; dind does not mount through it", step=self.step
-            )
         kernel.mount(self.source, self.target, self.fstype, self.flags, self.data)
 
 
-class Propagation(Action):
-    """Change a mount's propagation (its own mount(2) call, as the kernel requires)."""
+class Remount(Action):
+    """``mount -o remount,bind,rw TARGET``: clear a mount's read-only flag, keep its others."""
 
-    __slots__ = ("flags", "target")
-    kind = "propagation"
+    __slots__ = ("flags", "options", "target")
+    kind = "remount"
+    privileged = True
 
-    def __init__(self, step: str, target: str, flags: int, status: str = PENDING, note: str = ""):
+    def __init__(
+        self,
+        step: str,
+        target: str,
+        flags: int,
+        options: str,
+        status: str = PENDING,
+        note: str = "",
+    ) -> None:
         super().__init__(step, status, note)
         self.target = target
         self.flags = flags
-
-    @property
-    def mode(self) -> str:
-        name = "shared" if self.flags & MS_SHARED else "private"
-        return ("r" if self.flags & MS_REC else "") + name
+        self.options = options
 
     def describe(self) -> str:
-        return f"mount --make-{self.mode} {self.target}"
+        return f"mount -o {self.options} {self.target}"
 
     def details(self) -> dict[str, object]:
-        return {"target": self.target, "propagation": self.mode}
+        return {"target": self.target, "options": self.options}
 
     def execute(self, kernel: Kernel) -> None:
-        kernel.mount(None, self.target, None, self.flags, None)
+        kernel.mount(None, self.target, None, MS_REMOUNT | MS_BIND | self.flags, None)
+
+
+class Umount(Action):
+    """``umount -l TARGET``: detach a mount that shows the nested runtime the wrong tree."""
+
+    __slots__ = ("target",)
+    kind = "umount"
+    privileged = True
+
+    def __init__(self, step: str, target: str, status: str = PENDING, note: str = "") -> None:
+        super().__init__(step, status, note)
+        self.target = target
+
+    def describe(self) -> str:
+        return f"umount -l {self.target}"
+
+    def details(self) -> dict[str, object]:
+        return {"target": self.target}
+
+    def execute(self, kernel: Kernel) -> None:
+        kernel.umount(self.target)
+
+
+class Propagation(Action):
+    """``mount --make-rshared TARGET`` (its own mount(2) call, as the kernel requires)."""
+
+    __slots__ = ("target",)
+    kind = "propagation"
+    privileged = True
+
+    def __init__(self, step: str, target: str, status: str = PENDING, note: str = "") -> None:
+        super().__init__(step, status, note)
+        self.target = target
+
+    def describe(self) -> str:
+        return f"mount --make-rshared {self.target}"
+
+    def details(self) -> dict[str, object]:
+        return {"target": self.target, "propagation": "rshared"}
+
+    def execute(self, kernel: Kernel) -> None:
+        kernel.mount(None, self.target, None, MS_REC | MS_SHARED, None)
 
 
 class Symlink(Action):
@@ -215,6 +247,23 @@ class Symlink(Action):
 
     def execute(self, kernel: Kernel) -> None:
         kernel.symlink(self.link_target, self.path)
+
+
+class UnshareCgroup(Action):
+    """``unshare --cgroup``: dind's own cgroup becomes the root of what it and its children see."""
+
+    __slots__ = ()
+    kind = "unshare"
+    privileged = True
+
+    def describe(self) -> str:
+        return "unshare --cgroup"
+
+    def details(self) -> dict[str, object]:
+        return {"namespace": "cgroup"}
+
+    def execute(self, kernel: Kernel) -> None:
+        kernel.unshare(CLONE_NEWCGROUP)
 
 
 class NestCgroup2(Action):
@@ -252,6 +301,54 @@ class NestCgroup2(Action):
         }
 
     def execute(self, kernel: Kernel) -> None:
-        from dind.cgroup2 import nest
+        from dind.nesting import nest
 
-        nest(kernel, self.path, self.group)
+        nest(kernel, self.path, self.group, self.step)
+
+
+class RemoveFile(Action):
+    """``rm PATH`` (a stale pid file), by unlinkat in its directory."""
+
+    __slots__ = ("path",)
+    kind = "rm"
+
+    def __init__(self, step: str, path: str, status: str = PENDING, note: str = "") -> None:
+        super().__init__(step, status, note)
+        self.path = path
+
+    def describe(self) -> str:
+        return f"rm {self.path}"
+
+    def details(self) -> dict[str, object]:
+        return {"target": self.path}
+
+    def execute(self, kernel: Kernel) -> None:
+        with contextlib.suppress(FileNotFoundError):  # gone meanwhile: what was wanted
+            kernel.unlink(self.path)
+
+
+class Decision(Action):
+    """A decision made from evidence and said out loud (a dockerd flag, a verdict).
+
+    Its effect is on the command line the plan builds, or a refusal; executing it
+    has nothing left to do.
+    """
+
+    __slots__ = ("text", "value")
+    kind = "decision"
+
+    def __init__(
+        self, step: str, text: str, value: str = "", status: str = PENDING, note: str = ""
+    ) -> None:
+        super().__init__(step, status, note)
+        self.text = text
+        self.value = value
+
+    def describe(self) -> str:
+        return self.text
+
+    def details(self) -> dict[str, object]:
+        return {"decision": self.value} if self.value else {}
+
+    def execute(self, kernel: Kernel) -> None:
+        return None

@@ -8,36 +8,19 @@ inverted ``cpuacct,cpu`` also needs ``cpu,cpuacct``.
 
 from __future__ import annotations
 
-from dind.actions import (
-    CONFLICT,
-    PENDING,
-    SATISFIED,
-    Action,
-    MakeDir,
-    Mount,
-    Symlink,
-    mount_status,
-)
+from dind import steps
+from dind.actions import CONFLICT, PENDING, SATISFIED, Action, MakeDir, Mount, Remount, Symlink
 from dind.errors import ParseError
+from dind.status import dir_status, mount_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dind.mountinfo import MountTable
     from dind.proccgroup import Hierarchy
 
-STEP = "cgroup-mounts"
+STEP = steps.CGROUP_MOUNTS
 ROOT_OPTIONS = "uid=0,gid=0,mode=0755"
 UNIFIED_DIR = "unified"
-
-
-def _dir_status(name: str, entries: dict[str, str]) -> tuple[str, str]:
-    kind = entries.get(name)
-    if kind is None:
-        return PENDING, ""
-    if kind == "dir":
-        return SATISFIED, ""
-    what = "a symlink" if kind.startswith("link:") else "not a directory"
-    return CONFLICT, f"exists and is {what}; dind never mounts through it"
 
 
 def plan_mounts(
@@ -84,7 +67,7 @@ def plan_mounts(
             continue
         name = h.directory
         target = claim(name, h.lineno)
-        status, note = _dir_status(name, entries)
+        status, note = dir_status(name, entries)
         actions.append(MakeDir(STEP, target, status, note))
         if status == CONFLICT:
             continue
@@ -115,7 +98,7 @@ def plan_mounts(
     unified = [h for h in hierarchies if h.unified]
     if unified:
         target = claim(UNIFIED_DIR, unified[0].lineno)
-        status, note = _dir_status(UNIFIED_DIR, entries)
+        status, note = dir_status(UNIFIED_DIR, entries)
         actions.append(MakeDir(STEP, target, status, note))
         if status != CONFLICT:
             status, note = mount_status(mounts, target, "cgroup2", frozenset())
@@ -136,3 +119,39 @@ def devices_warnings(hierarchies: list[Hierarchy]) -> list[str]:
         'it looks like the "devices" cgroup is not mounted (no devices hierarchy in '
         "/proc/1/cgroup); nested containers cannot be confined"
     ]
+
+
+_KEPT_FLAGS = {"nosuid": 0x2, "nodev": 0x4, "noexec": 0x8}
+"""Per-mount flags a bind remount must repeat, or it clears them (atime flags are kept)."""
+
+
+def plan_remount(mounts: MountTable, under: str) -> list[Action]:
+    """Read-only cgroup mounts at or below ``under``, remounted read-write.
+
+    systemd-nspawn mounts the v1 controllers read-only under /sys/fs/cgroup, and
+    runc uses the first mount of each controller it finds in mountinfo: writable
+    copies elsewhere (the cgroup root) do not help it.
+    """
+    actions: list[Action] = []
+    for m in mounts.mounts:
+        if m.fstype not in ("cgroup", "cgroup2") or not mounts.visible(m):
+            continue
+        if not (m.mountpoint == under or m.mountpoint.startswith(under + "/")):
+            continue
+        options = m.mount_options.split(",")
+        if "ro" not in options:
+            continue
+        kept = [o for o in options if o in _KEPT_FLAGS]
+        flags = 0
+        for o in kept:
+            flags |= _KEPT_FLAGS[o]
+        actions.append(
+            Remount(
+                steps.CGROUP_REMOUNT,
+                m.mountpoint,
+                flags,
+                ",".join(["remount", "bind", "rw", *kept]),
+                note=f"{m.fstype} ({m.super_options}) is mounted read-only",
+            )
+        )
+    return actions

@@ -1,144 +1,47 @@
-"""cgroup v2: the mount of a pure-v2 view, and nesting in unified mode.
+"""cgroup v2 planning: the mount of a pure-v2 view, and whether nesting is needed. Pure.
 
-In unified mode a cgroup may either hold processes or delegate controllers to
-children, not both ("no internal processes"). A container's root group holds
-every process, so a nested dockerd cannot enable controllers for its containers
-until those processes move into a child group; the kernel answers EBUSY until then.
+Nesting itself (moving processes, delegating controllers) is executed by
+``dind.nesting``; this only decides whether it is still to do.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-
-from dind.actions import PENDING, SATISFIED, Action, MakeDir, Mount, NestCgroup2, mount_status
-from dind.errors import SetupError
+from dind import steps
+from dind.actions import PENDING, SATISFIED, Action, MakeDir, Mount, NestCgroup2
+from dind.status import mount_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dind.mountinfo import MountTable
-    from dind.syscalls import Kernel
 
-STEP_MOUNTS = "cgroup-mounts"
-STEP_NESTING = "cgroup-nesting"
 NEST_GROUP = "init"
-ATTEMPTS = 10
-"""EBUSY retries: processes may join the root group meanwhile (``docker exec``)."""
-RETRY_DELAY = 0.01
-
-
-class NestingError(SetupError):
-    """Controllers could not be delegated; the message says which and why."""
 
 
 def plan_mount(target: str, mounts: MountTable, target_exists: bool) -> list[Action]:
     """cgroup2 at ``target`` unless it is there already (a tmpfs root for v1 is not)."""
-    actions: list[Action] = [MakeDir(STEP_MOUNTS, target, SATISFIED if target_exists else PENDING)]
+    step = steps.CGROUP_MOUNTS
+    actions: list[Action] = [MakeDir(step, target, SATISFIED if target_exists else PENDING)]
     status, note = mount_status(mounts, target, "cgroup2")
-    actions.append(Mount(STEP_MOUNTS, "cgroup2", target, "cgroup2", status=status, note=note))
+    actions.append(Mount(step, "cgroup2", target, "cgroup2", status=status, note=note))
     return actions
 
 
 def plan_nesting(
     path: str, controllers: tuple[str, ...] | None, subtree: tuple[str, ...] | None
 ) -> NestCgroup2:
-    """Satisfied when every available controller is already delegated."""
+    """Satisfied when every available controller is already delegated.
+
+    Unknown controllers (None: not read, or the tree is replaced before nesting
+    runs) leave it pending; execution reads them itself.
+    """
+    step = steps.CGROUP_NESTING
     if controllers is not None and subtree is not None and set(controllers) <= set(subtree):
         return NestCgroup2(
-            STEP_NESTING,
+            step,
             path,
             NEST_GROUP,
             controllers,
             SATISFIED,
             "every controller is already enabled in cgroup.subtree_control",
         )
-    return NestCgroup2(STEP_NESTING, path, NEST_GROUP, controllers)
-
-
-def _move_all(kernel: Kernel, root: str, child: str) -> list[tuple[int, int]]:
-    """Move each process of ``root`` into ``child``, one pid per write.
-
-    Returns the (pid, errno) pairs that stayed; pid 0 is a process outside this
-    PID namespace, which nothing inside it can move. A process that exited
-    meanwhile (ESRCH) is simply gone.
-    """
-    stuck: list[tuple[int, int]] = []
-    for word in kernel.read(f"{root}/cgroup.procs").split():
-        pid = int(word)
-        if pid == 0:
-            stuck.append((0, errno.ESRCH))
-            continue
-        try:
-            kernel.write(f"{child}/cgroup.procs", word)
-        except OSError as err:
-            if err.errno != errno.ESRCH:
-                stuck.append((pid, err.errno or 0))
-    return stuck
-
-
-def _why_busy(stuck: list[tuple[int, int]]) -> str:
-    if any(pid == 0 for pid, _ in stuck):
-        return (
-            "a process outside this PID namespace (pid 0 in cgroup.procs) sits in the "
-            "root group and cannot be moved from here; give the container its own PID "
-            "namespace (no --pid=host) or move that process out from the host"
-        )
-    if stuck:
-        shown = ", ".join(f"{pid} ({errno.errorcode.get(e, e)})" for pid, e in stuck[:5])
-        return f"these processes could not be moved: {shown}"
-    return "processes kept joining the root group while dind moved them"
-
-
-def nest(
-    kernel: Kernel,
-    root: str,
-    group: str = NEST_GROUP,
-    attempts: int = ATTEMPTS,
-    delay: float = RETRY_DELAY,
-) -> None:
-    """Make ``root`` delegate all its controllers, moving its processes into ``root/group``."""
-    child = f"{root}/{group}"
-    kind = kernel.lstat_kind(child)
-    if kind is None:
-        with contextlib.suppress(FileExistsError):  # made meanwhile: just as good
-            kernel.mkdir(child)
-    elif kind != "dir":
-        raise NestingError(f"{child} exists and is not a directory", step=STEP_NESTING)
-    controllers = kernel.read(f"{root}/cgroup.controllers").split()
-    control = f"{root}/cgroup.subtree_control"
-    stuck: list[tuple[int, int]] = []
-    for attempt in range(attempts):
-        stuck = _move_all(kernel, root, child)
-        if not controllers:
-            return
-        try:
-            kernel.write(control, " ".join(f"+{c}" for c in controllers))
-        except OSError as err:
-            if err.errno != errno.EBUSY:
-                raise _per_controller(kernel, control, controllers, err) from None
-        else:
-            return
-        kernel.sleep(delay * (attempt + 1))
-    raise NestingError(
-        f"cannot enable {' '.join(controllers)} in {control}: still EBUSY after "
-        f"{attempts} attempts: {_why_busy(stuck)}",
-        step=STEP_NESTING,
-        errno=errno.EBUSY,
-    )
-
-
-def _per_controller(
-    kernel: Kernel, control: str, controllers: list[str], err: OSError
-) -> NestingError:
-    """Find which controllers the kernel refuses, so the error can name them."""
-    refused: list[str] = []
-    code = err.errno
-    for name in controllers:
-        try:
-            kernel.write(control, f"+{name}")
-        except OSError as one:
-            code = one.errno
-            refused.append(f"{name} ({os.strerror(one.errno or 0)})")
-    what = ", ".join(refused) if refused else f"{' '.join(controllers)} ({os.strerror(code or 0)})"
-    return NestingError(f"cannot enable {what} in {control}", step=STEP_NESTING, errno=code)
+    return NestCgroup2(step, path, NEST_GROUP, controllers)

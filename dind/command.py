@@ -1,4 +1,10 @@
-"""Executing the user's command with execvp semantics and shell-like exit codes."""
+"""Executing the user's command with execvp(3) semantics and a shell's exit codes.
+
+Python's ``os.execvp`` is not execvp(3): a file without ``#!`` (ENOEXEC) is not
+run with /bin/sh, and a script whose interpreter is missing reads as "not
+found". The PATH search is done here, the way glibc does it, so each failure can
+be named: 127 for a missing command or interpreter, 126 for anything else.
+"""
 
 from __future__ import annotations
 
@@ -6,43 +12,110 @@ import errno
 import os
 
 from dind.errors import CommandError
+from dind.signals import release
 
 NOT_FOUND = 127
 NOT_EXECUTABLE = 126
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_KEEP_SEARCHING = (errno.ENOENT, errno.ENOTDIR, errno.ESTALE, errno.ENODEV, errno.ETIMEDOUT)
 
 
-def command_error(program: str, err: OSError) -> CommandError:
+def candidates(program: bytes, path: str | None) -> list[bytes]:
+    """Where execvp looks for ``program``: itself if it has a ``/``, else each PATH entry."""
+    if b"/" in program:
+        return [program]
+    dirs = (path if path is not None else DEFAULT_PATH).split(":")
+    return [os.path.join(os.fsencode(d or "."), program) for d in dirs]
+
+
+def binary(path: bytes) -> bool:
+    """A file /bin/sh must not be handed: an ELF image or anything with a NUL near its start
+    (bash's rule: "cannot execute binary file")."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(128)
+    except OSError:
+        return True
+    return head.startswith(b"\x7fELF") or b"\0" in head
+
+
+def interpreter(path: bytes) -> str | None:
+    """The interpreter a ``#!`` line names, if ``path`` starts with one."""
+    try:
+        with open(path, "rb") as f:
+            first = f.read(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].split(b"\n", 1)[0].split()
+    return os.fsdecode(words[0]) if words else None
+
+
+def command_error(program: str, err: OSError, found: bytes | None = None) -> CommandError:
     """Map a failed exec to the error a shell would report (127 not found, 126 otherwise)."""
     code = err.errno or 0
     if code in (errno.ENOENT, errno.ENOTDIR):
+        interp = interpreter(found) if found is not None else None
+        if interp is not None:
+            return CommandError(
+                f"{program}: cannot execute: interpreter {interp} not found", NOT_FOUND, code
+            )
         return CommandError(f"{program}: command not found", NOT_FOUND, code)
     reason = os.strerror(code) if code else str(err)
     return CommandError(f"{program}: cannot execute: {reason}", NOT_EXECUTABLE, code)
 
 
-def _restore_default_signals() -> None:
-    """Undo Python's start-up SIG_IGN of SIGPIPE and SIGXFSZ: an ignored signal survives exec.
-
-    ``_signal`` is the C module behind ``signal``; the wrapper would cost an ``enum``
-    import at every container start.
-    """
-    import _signal  # type: ignore[import-not-found,unused-ignore]
-
-    for signum in (_signal.SIGPIPE, _signal.SIGXFSZ):
-        _signal.signal(signum, _signal.SIG_DFL)
-
-
-def exec_command(argv: list[str]) -> None:
-    """Replace this process with ``argv`` (PATH lookup); raises CommandError on failure.
+def execvp(argv: list[str], env: dict[str, str] | None = None) -> None:
+    """execvp(3): search PATH, run a script without ``#!`` with /bin/sh; CommandError if none ran.
 
     Arguments go through ``os.fsencode`` so bytes that are not valid UTF-8 reach the
     command unchanged.
     """
     if not argv[0]:
         raise CommandError("'': command not found", NOT_FOUND, errno.ENOENT)
+    environ = os.environ if env is None else env
     args = [os.fsencode(a) for a in argv]
-    _restore_default_signals()
-    try:
-        os.execvp(args[0], args)
-    except OSError as err:
-        raise command_error(argv[0], err) from None
+    first: tuple[OSError, bytes | None] | None = None
+    denied: tuple[OSError, bytes] | None = None
+    for path in candidates(args[0], environ.get("PATH")):
+        try:
+            os.execve(path, args, environ)
+        except OSError as err:
+            if err.errno == errno.ENOEXEC and not binary(path):
+                try:
+                    os.execve(b"/bin/sh", [b"/bin/sh", path, *args[1:]], environ)
+                except OSError as sh:
+                    raise command_error(argv[0], sh) from None
+            exists = os.path.isfile(path)
+            if err.errno == errno.EACCES:
+                denied = denied or (err, path)
+            elif err.errno in _KEEP_SEARCHING:
+                if exists and first is None:
+                    first = (err, path)  # found, but its interpreter is missing
+            else:
+                raise command_error(argv[0], err, path) from None
+    if denied is not None:
+        raise command_error(argv[0], denied[0], denied[1])
+    if first is not None:
+        raise command_error(argv[0], first[0], first[1])
+    raise command_error(argv[0], OSError(errno.ENOENT, os.strerror(errno.ENOENT)))
+
+
+def restore_default_signals() -> None:
+    """Undo Python's start-up SIG_IGN of SIGPIPE and SIGXFSZ: an ignored signal survives exec."""
+    import _signal  # type: ignore[import-not-found,unused-ignore]
+
+    for signum in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(signum, _signal.SIG_DFL)
+
+
+def exec_command(argv: list[str], mask: set[int] | None = None) -> None:
+    """Replace this process with ``argv``; raises CommandError when it cannot be executed.
+
+    ``mask`` is the signal mask dind started with, given back to the command.
+    """
+    restore_default_signals()
+    if mask is not None:
+        release(mask)
+    execvp(argv)

@@ -1,149 +1,149 @@
-"""Detection: read /proc, statfs and a few directories into ``Facts`` for planning.
+"""Detection: read what planning needs from the live system into ``Evidence``. Reads only.
 
-Only reads; never changes anything, so ``--dry-run`` and ``--check`` can share it.
+``dind`` reads what its steps need (a skipped step's inputs are not even looked
+at); ``--check`` reads everything through the same function, so both plan from
+the same evidence by the same rules (``dind.facts.from_evidence``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
-from dind import mountinfo, proccgroup
+from dind import mountinfo, paths, proccgroup, steps
+from dind.errors import DindError
+from dind.facts import Evidence
 from dind.mountinfo import MountTable
-from dind.plan import SECURITYFS, SYS_FS_CGROUP, TMP, Facts
-from dind.procfile import read_text
-from dind.settings import DEFAULT_MOUNTINFO
-from dind.syscalls import FS_NAMES, statfs_type
+from dind.procfile import try_read
+from dind.syscalls import first_symlink, fs_type, open_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from dind.proccgroup import Hierarchy
     from dind.settings import Settings
 
 TMP_SHOWN = 4
 """Names of /tmp entries kept for the warning; counting further is not needed."""
-
-
-def fs_type(path: str) -> str | None:
-    """Filesystem type of ``path`` by statfs magic; None if it does not exist."""
-    try:
-        magic = statfs_type(path)
-    except OSError:
-        return None
-    return FS_NAMES.get(magic, f"0x{magic:x}")
+MAX_FILE = 16 << 20
+"""cgroup.procs of a busy host's root is the largest such file; 16 MiB is far above it."""
 
 
 def list_entries(path: str, limit: int | None = None) -> dict[str, str] | None:
-    """Map each entry to ``dir``, ``link:TARGET`` or ``other``; None if ``path`` is missing."""
+    """Map each entry to ``dir``, ``link:TARGET`` or ``other``; None if ``path`` is missing.
+
+    The directory is opened without following symlinks (a symlinked ``path`` reads
+    as missing: callers refuse it separately).
+    """
     try:
-        it = os.scandir(path)
-    except (FileNotFoundError, NotADirectoryError):
+        fd = open_path(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
         return None
     entries: dict[str, str] = {}
-    with it:
-        for entry in it:
-            if entry.is_symlink():
-                try:
-                    entries[entry.name] = "link:" + os.readlink(entry.path)
-                except OSError:
-                    entries[entry.name] = "other"
-            else:
-                entries[entry.name] = "dir" if entry.is_dir(follow_symlinks=False) else "other"
-            if limit is not None and len(entries) >= limit:
-                break
+    try:
+        with os.scandir(fd) as it:
+            for entry in it:
+                if entry.is_symlink():
+                    try:
+                        entries[entry.name] = "link:" + os.readlink(entry.name, dir_fd=fd)
+                    except OSError:
+                        entries[entry.name] = "other"
+                else:
+                    entries[entry.name] = "dir" if entry.is_dir(follow_symlinks=False) else "other"
+                if limit is not None and len(entries) >= limit:
+                    break
+    finally:
+        os.close(fd)
     return entries
 
 
-def _read_optional(path: str) -> str | None:
+def _link(path: str) -> str | None:
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read()
+        return os.readlink(path)
     except OSError:
         return None
 
 
-def filesystem_types(paths: tuple[str, ...], captured: MountTable | None) -> dict[str, str | None]:
-    """Filesystem type of each path: statfs magic on the live system; for a captured
-    mount table, the type that table records (the kernel's own record of the same thing).
-    """
-    if captured is None:
-        return {path: fs_type(path) for path in paths}
+def _root_symlink(root: str) -> str | None:
+    """The symlink on the way to ``root`` if there is one (ELOOP), else None."""
+    try:
+        os.close(open_path(root))
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return first_symlink(root) or root
+    return None
+
+
+def read(settings: Settings, *, everything: bool = False) -> Evidence:
+    """Read the live system (and the captures ``--proc-cgroup``/``--mountinfo`` name)."""
+    skip = frozenset() if everything else settings.skip
+    files: dict[str, str] = {}
+    errors: dict[str, str] = {}
+
+    def take(key: str, path: str, limit: int = MAX_FILE) -> None:
+        text, why = try_read(path, limit)
+        if text is not None:
+            files[key] = text
+        elif why is not None and why != "ENOENT":
+            errors[key] = why  # a missing file is simply absent
+
+    if steps.CGROUP_MOUNTS not in skip:
+        take(paths.PROC_1_CGROUP, settings.proc_cgroup, proccgroup.MAX_SIZE)
+    captured = settings.mountinfo != paths.MOUNTINFO or settings.proc_cgroup != paths.PROC_1_CGROUP
+    if not skip.issuperset(steps.MOUNTING) or everything:
+        take(paths.MOUNTINFO, settings.mountinfo, mountinfo.MAX_SIZE)
+    statfs = _filesystem_types(files.get(paths.MOUNTINFO), settings.mountinfo)
+    if statfs.get(paths.SYS_FS_CGROUP) == "cgroup2" and (
+        everything or steps.CGROUP_NESTING not in skip
+    ):
+        take(
+            f"{paths.SYS_FS_CGROUP}/cgroup.controllers", f"{paths.SYS_FS_CGROUP}/cgroup.controllers"
+        )
+        take(
+            f"{paths.SYS_FS_CGROUP}/cgroup.subtree_control",
+            f"{paths.SYS_FS_CGROUP}/cgroup.subtree_control",
+        )
+    if steps.CGROUP_CONFINE not in skip and not captured:
+        take(paths.PROC_SELF_CGROUP, paths.PROC_SELF_CGROUP, proccgroup.MAX_SIZE)
+    links = {
+        "self/cgroup": _link("/proc/self/ns/cgroup"),
+        "self/mnt": _link("/proc/self/ns/mnt"),
+        "self/pid": _link("/proc/self/ns/pid"),
+        "1/mnt": _link("/proc/1/ns/mnt"),
+    }
+    if not captured and links["1/mnt"] is None:
+        take("/proc/1/mountinfo", "/proc/1/mountinfo", mountinfo.MAX_SIZE)
+    root = settings.cgroup_root
+    look_at_root = steps.CGROUP_MOUNTS not in skip
+    tmp_entries: tuple[str, ...] = ()
+    if steps.TMP not in skip:
+        tmp_entries = tuple(sorted(list_entries(paths.TMP, TMP_SHOWN) or ()))
+    return Evidence(
+        files=files,
+        errors=errors,
+        statfs=statfs,
+        cgroup_root=root,
+        root_entries=list_entries(root) if look_at_root else None,
+        root_symlink=_root_symlink(root) if look_at_root else None,
+        tmp_entries=tmp_entries,
+        securityfs_dir=os.path.isdir(paths.SECURITYFS),
+        container=os.environ.get("container") or None,
+        proc_cgroup_source=settings.proc_cgroup,
+        links=links,
+        captured=captured,
+    )
+
+
+def _filesystem_types(table_text: str | None, source: str) -> dict[str, str | None]:
+    """Filesystem types of /sys/fs/cgroup and .../unified: statfs magic on the live system;
+    for a captured mount table, the type that table records (the kernel's own record)."""
+    wanted = (paths.SYS_FS_CGROUP, paths.UNIFIED)
+    if source == paths.MOUNTINFO:
+        return {path: fs_type(path) for path in wanted}
+    try:
+        table = MountTable(mountinfo.parse(table_text or "", source))
+    except DindError:
+        return dict.fromkeys(wanted)
     types: dict[str, str | None] = {}
-    for path in paths:
-        top = captured.at(path)
+    for path in wanted:
+        top = table.at(path)
         types[path] = None if top is None else top.fstype
     return types
-
-
-def facts_from(
-    skip: frozenset[str],
-    *,
-    hierarchies: list[Hierarchy],
-    mounts: MountTable,
-    proc_cgroup: str,
-    sys_fs_cgroup: str | None,
-    controllers: str | None,
-    subtree: str | None,
-    cgroup_root: str,
-    root_entries: dict[str, str] | None,
-    securityfs_dir: bool,
-    tmp_entries: tuple[str, ...],
-    container: str | None,
-) -> Facts:
-    """Pure: what was read, reduced to what planning may use under ``skip``.
-
-    ``--check`` calls this with a snapshot's data, so its plan follows the same rules.
-    """
-    mount_steps = ("securityfs", "tmp", "cgroup-mounts", "rshared")
-    nesting = sys_fs_cgroup == "cgroup2" and "cgroup-nesting" not in skip
-    return Facts(
-        hierarchies=[] if "cgroup-mounts" in skip else hierarchies,
-        mounts=MountTable([]) if skip.issuperset(mount_steps) else mounts,
-        proc_cgroup=proc_cgroup,
-        cgroup_root=cgroup_root,
-        root_entries=None if "cgroup-mounts" in skip else root_entries,
-        sys_fs_cgroup=sys_fs_cgroup,
-        cgroup2_controllers=tuple(controllers.split())
-        if nesting and controllers is not None
-        else None,
-        cgroup2_subtree=tuple(subtree.split()) if nesting and subtree is not None else None,
-        securityfs_dir=securityfs_dir,
-        tmp_entries=tmp_entries if "tmp" not in skip and mounts.at(TMP) is None else (),
-        container=container,
-    )
-
-
-def detect(settings: Settings) -> Facts:
-    """Read what the plan needs (skipped steps are not even looked at), then ``facts_from``."""
-    skip = settings.skip
-    hierarchies: list[Hierarchy] = []
-    if "cgroup-mounts" not in skip:
-        text = read_text(settings.proc_cgroup, proccgroup.MAX_SIZE, "cgroup file")
-        hierarchies = proccgroup.parse(text, settings.proc_cgroup)
-    mounts = MountTable([])
-    if not skip.issuperset(("securityfs", "tmp", "cgroup-mounts", "rshared")):
-        text = read_text(settings.mountinfo, mountinfo.MAX_SIZE, "mountinfo file")
-        mounts = MountTable(mountinfo.parse(text, settings.mountinfo))
-    captured = mounts if settings.mountinfo != DEFAULT_MOUNTINFO else None
-    cgroupfs = filesystem_types((SYS_FS_CGROUP,), captured)[SYS_FS_CGROUP]
-    controllers = subtree = None
-    if cgroupfs == "cgroup2" and "cgroup-nesting" not in skip:
-        controllers = _read_optional(f"{SYS_FS_CGROUP}/cgroup.controllers")
-        subtree = _read_optional(f"{SYS_FS_CGROUP}/cgroup.subtree_control")
-    root = os.path.realpath(settings.cgroup_root)
-    tmp_entries: tuple[str, ...] = ()
-    if "tmp" not in skip and mounts.at(TMP) is None:
-        tmp_entries = tuple(sorted(list_entries(TMP, TMP_SHOWN) or ()))
-    return facts_from(
-        skip,
-        hierarchies=hierarchies,
-        mounts=mounts,
-        proc_cgroup=settings.proc_cgroup,
-        sys_fs_cgroup=cgroupfs,
-        controllers=controllers,
-        subtree=subtree,
-        cgroup_root=root,
-        root_entries=None if "cgroup-mounts" in skip else list_entries(root),
-        securityfs_dir=os.path.isdir(SECURITYFS),
-        tmp_entries=tmp_entries,
-        container=os.environ.get("container") or None,
-    )

@@ -31,7 +31,8 @@ import errno
 import os
 import signal
 
-from dind.command import NOT_FOUND, command_error
+from dind.command import NOT_FOUND, execvp
+from dind.errors import CommandError
 from dind.log import DEBUG, Log
 
 TYPE_CHECKING = False
@@ -66,7 +67,7 @@ RESTORED = (signal.SIGTTIN, signal.SIGTTOU, signal.SIGPIPE, signal.SIGXFSZ)
 reset to default in COMMAND: an ignored disposition would survive the exec."""
 
 
-def run_init(argv: list[str], *, group: bool, log: Log) -> int:
+def run_init(argv: list[str], *, group: bool, log: Log, mask: Mask | None = None) -> int:
     """Run ``argv`` as a child and supervise it; return its exit status (128+N if killed by N).
 
     Raises CommandError (127 not found, 126 not executable) when it cannot be
@@ -75,13 +76,13 @@ def run_init(argv: list[str], *, group: bool, log: Log) -> int:
     child's status into dind's own death.
     """
     if not argv[0]:
-        raise command_error("''", OSError(errno.ENOENT, os.strerror(errno.ENOENT)))
+        raise CommandError("'': command not found", NOT_FOUND, errno.ENOENT)
     if os.getpid() == 1:
         log.debug("init: PID 1, orphans are re-parented here")
     else:
         become_subreaper(log)
     old_mask = configure_signals()
-    child = spawn(argv, old_mask, log)
+    child = spawn(argv, old_mask if mask is None else mask, log)
     target = -child if group else child
     if log.enabled(DEBUG):
         whom = f"process group {child}" if group else f"PID {child}"
@@ -124,35 +125,47 @@ def configure_signals() -> Mask:
     return signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED | {signal.SIGCHLD})
 
 
-def spawn(argv: list[str], mask: Mask, log: Log) -> int:
+def spawn(
+    argv: list[str],
+    mask: Mask,
+    log: Log,
+    *,
+    output: int | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
     """Fork and exec ``argv``; return the child's PID once the exec has succeeded.
 
-    A close-on-exec pipe carries the exec's errno back: EOF means the exec
-    happened, four bytes mean it failed, and the failed child is reaped here.
+    A close-on-exec pipe carries a failed exec's status and message back: EOF means
+    the exec happened; otherwise the failed child is reaped here and its error
+    raised, the very one dind gives without ``--init``. With ``output`` (a daemon
+    in the background) the child writes there, reads nothing, and never takes
+    the terminal.
     """
-    args = [os.fsencode(a) for a in argv]
-    terminal = holds_terminal()
+    terminal = output is None and holds_terminal()
     log.flush()
     read_end, write_end = os.pipe()  # both close-on-exec
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
-        exec_child(args, mask, terminal, write_end)
+        if output is not None:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(output, 1)
+            os.dup2(output, 2)
+        exec_child(argv, mask, terminal, write_end, env)
     os.close(write_end)
     # The child does it too, whichever runs first; EACCES means it has exec'd already.
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)
     report = b""
-    while chunk := os.read(read_end, 4 - len(report)):
+    while chunk := os.read(read_end, 4096):
         report += chunk
-        if len(report) == 4:
-            break
     os.close(read_end)
-    if len(report) < 4:
+    if not report:
         return pid
     os.waitpid(pid, 0)
-    code = int.from_bytes(report, "little")
-    raise command_error(argv[0], OSError(code, os.strerror(code)))
+    status, _, message = report.partition(b" ")
+    raise CommandError(message.decode("utf-8", "replace"), int(status), None)
 
 
 def holds_terminal() -> bool:
@@ -167,14 +180,16 @@ def holds_terminal() -> bool:
         return False
 
 
-def exec_child(args: list[bytes], mask: Mask, terminal: bool, report_fd: int) -> NoReturn:
+def exec_child(
+    argv: list[str], mask: Mask, terminal: bool, report_fd: int, env: dict[str, str] | None = None
+) -> NoReturn:
     """In the forked child: own process group, the terminal's foreground, clean signals, exec.
 
     Never returns: whatever happens, the child ends in exec or ``os._exit``, never
     back in dind's code.
     """
     try:
-        code = errno.EINVAL
+        report = f"{NOT_FOUND} {argv[0]}: cannot execute"
         try:
             os.setpgid(0, 0)
             if terminal:  # SIGTTOU is still ignored: this cannot stop us
@@ -183,10 +198,12 @@ def exec_child(args: list[bytes], mask: Mask, terminal: bool, report_fd: int) ->
             for sig in RESTORED:
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            os.execvp(args[0], args)
+            execvp(argv, env)
+        except CommandError as err:
+            report = f"{err.status} {err}"
         except OSError as err:
-            code = err.errno or code
-        os.write(report_fd, code.to_bytes(4, "little"))
+            report = f"{NOT_FOUND} {argv[0]}: cannot execute: {err.strerror}"
+        os.write(report_fd, report.encode("utf-8", "replace"))
     finally:
         os._exit(NOT_FOUND)
 

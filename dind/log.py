@@ -31,6 +31,20 @@ _RESERVED = frozenset({
 _PREFIX = {DEBUG: "", INFO: "", WARNING: "warning: ", ERROR: "error: "}
 
 
+def _emit(text: str) -> None:
+    """Write to stderr if it can be written: a closed or full stderr (``2>&-``,
+    ``2>/dev/full``) must never decide whether the command runs."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        if text:
+            stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
 class Log:
     """Leveled logger whose records carry fields (step, action, target, errno...).
 
@@ -65,7 +79,7 @@ class Log:
             return
         if self.fmt != "json":
             # Plain text needs no logging machinery: one write, no imports.
-            sys.stderr.write(f"{self.prefix}: {_PREFIX.get(level, '')}{msg}\n")
+            _emit(f"{self.prefix}: {_PREFIX.get(level, '')}{msg}\n")
             return
         logger = self._logger or self._setup()
         extra = {(k + "_" if k in _RESERVED else k): v for k, v in fields.items() if v is not None}
@@ -81,13 +95,14 @@ class Log:
         if self._logger is not None:
             for handler in self._logger.handlers:
                 handler.flush()
-        sys.stderr.flush()
+        _emit("")
 
     def _setup(self) -> logging.Logger:
         import logging
 
         from pythonjsonlogger.json import JsonFormatter
 
+        logging.raiseExceptions = False  # a closed or full stderr must not print a traceback
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
             JsonFormatter(

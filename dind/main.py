@@ -1,4 +1,4 @@
-"""The entrypoint: arguments → detect → plan → apply → exec. Exit codes are decided here.
+"""The entrypoint, top to bottom: arguments → detect → plan → apply → run. Exit codes decided here.
 
 Imports are deliberately few and late: this runs at every container start.
 """
@@ -8,77 +8,99 @@ from __future__ import annotations
 import os
 import sys
 
-from dind.errors import CommandError, DindError, EarlyExit, UsageError
+from dind import signals
+from dind.errors import CommandError, DindError, EarlyExit, SetupError, UsageError
 from dind.log import DEBUG, Log
 from dind.settings import Settings, from_sources
 
 USAGE = 2
 SETUP_FAILED = 125
+"""dind's own failure: its set-up, or writing the plan or report it was asked for."""
 
 
 def parse_args(args: list[str]) -> Settings:
     """Settings from argv and DIND_* variables.
 
     When the first word is not an option there is nothing for click to parse, so
-    the common ``dind CMD...`` start skips importing it.
+    the common ``dind CMD...`` start skips importing it. With
+    ``DIND_DEFAULT_COMMAND=dockerd`` (docker:dind's convention), no arguments
+    mean ``dockerd``; an option dind does not know starts dockerd's flags.
     """
+    default = os.environ.get("DIND_DEFAULT_COMMAND", "")
+    if not args and default:
+        return from_sources([default], {})
     first = args[0] if args else "-"
     if first == "--" or not first.startswith("-") or first == "-":
         return from_sources(args[1:] if first == "--" else args, {})
     from dind.cli import parse
 
-    return parse(args)
+    return parse(args, default)
+
+
+def json_asked(args: list[str]) -> bool:
+    """``--log-format json`` among dind's own options, for errors met before they parse."""
+    for i, arg in enumerate(args):
+        if arg == "--" or not arg.startswith("-"):
+            break
+        if arg == "--log-format=json" or (
+            arg == "--log-format" and args[i + 1 : i + 2] == ["json"]
+        ):
+            return True
+    return os.environ.get("DIND_LOG_FORMAT") == "json"
+
+
+def write_out(text: str, log: Log) -> bool:
+    """Write the plan or report on stdout; False (and one line) when stdout cannot take it."""
+    stream = sys.stdout
+    reason = "stdout is closed"
+    if stream is not None:
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+        else:
+            return True
+    log.error(f"cannot write to stdout: {reason}")
+    sys.stdout = None  # nothing left to flush at exit
+    return False
+
+
+def interrupted(log: Log) -> int | None:
+    """A terminating signal that came during set-up: one line, and its exit status."""
+    sig = signals.arrived()
+    if sig is None:
+        return None
+    log.error(f"{signals.name(sig)} during set-up: set-up finished, the command is not started")
+    return 128 + sig
 
 
 def run(args: list[str]) -> int:
-    """Do dind's job; returns the exit status (when no command was exec'd)."""
+    """Do dind's job; returns the exit status (when nothing was exec'd)."""
+    mask = signals.hold()
     try:
         settings = parse_args(args)
     except EarlyExit as done:
         return done.status
     except UsageError as err:
-        fmt = "json" if os.environ.get("DIND_LOG_FORMAT") == "json" else "text"
-        Log(fmt=fmt).error(f"{err} (see 'dind --help')")
+        Log(fmt="json" if json_asked(args) else "text").error(f"{err} (see 'dind --help')")
         return USAGE
 
     log = Log(settings.log_level, settings.log_format)
     try:
+        if settings.ready:
+            from dind.daemon.ready import probe
+
+            status = probe(settings, log)
+            return interrupted(log) or status
         if settings.check:
             from dind.check import check
 
-            return check(settings, log)
-
-        from dind.detect import detect
-        from dind.plan import make_plan
-
-        plan = make_plan(detect(settings), settings.skip)
-        if settings.dry_run:
-            from dind.plan import render
-
-            for step, warning in plan.warnings:
-                log.warning(warning, step=step)
-            sys.stdout.write(render(plan, settings.command, settings.log_format))
-            sys.stdout.flush()
-            return 0
-
-        # Load all that the rest of the run needs before mounting anything: the tmpfs
-        # on /tmp (or any mount) may cover the directory dind was imported from.
-        from dind.apply import apply
-        from dind.command import exec_command
-        from dind.syscalls import Kernel
-
-        if settings.init:
-            from dind.init import run_init
-        log.prepare()
-
-        apply(plan, Kernel(), log, settings.strict)
-        if settings.init:
-            status = run_init(settings.command, group=settings.init_group, log=log)
-            log.flush()
-            sys.stdout.flush()
-            os._exit(status)  # no interpreter teardown: 20-30 ms less `docker stop` latency
-        log.flush()
-        exec_command(settings.command)
+            text, status = check(settings, log)
+            if not write_out(text, log):
+                return SETUP_FAILED
+            return interrupted(log) or status
+        return setup_and_run(settings, log, mask)
     except CommandError as err:
         log.error(str(err), errno=err.errno)
         return err.status
@@ -97,11 +119,88 @@ def run(args: list[str]) -> int:
 
             log.debug(traceback.format_exc())
         return SETUP_FAILED
-    return SETUP_FAILED  # exec_command returns only by raising
+
+
+def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
+    """Serialise with other dind runs, plan, apply, then exec or supervise the command."""
+    from dind import detect
+    from dind.facts import from_evidence
+    from dind.plan import make_plan, render
+    from dind.syscalls import lock
+
+    # Two dind runs at once (an entrypoint and a `docker exec dind ...`) would both
+    # see nothing mounted and mount everything twice: the second waits, then
+    # re-detects. flock on / needs no file; exec closes it (O_CLOEXEC).
+    guard = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if not settings.dry_run:
+        lock(guard)
+    evidence = detect.read(settings)
+    if settings.daemon_mode:
+        from dind.daemon.detect import read_daemon
+
+        evidence.daemon = read_daemon(settings)
+    plan = make_plan(from_evidence(evidence, settings), settings)
+    if settings.dry_run:
+        os.close(guard)
+        for step, warning in plan.warnings:
+            log.warning(warning, step=step)
+        refused = plan.refused
+        if refused is not None:
+            log.warning(f"a real run would refuse: {refused.note}", step=refused.step)
+        if not write_out(render(plan, settings.log_format), log):
+            return SETUP_FAILED
+        return interrupted(log) or 0
+
+    # Load all that the rest of the run needs before mounting anything: the tmpfs
+    # on /tmp (or any mount) may cover the directory dind was imported from.
+    from dind.apply import apply
+    from dind.command import exec_command
+    from dind.syscalls import LinuxKernel
+
+    if settings.runs_init or settings.with_dockerd:
+        from dind.init import run_init
+    if settings.with_dockerd:
+        from dind.daemon.supervise import run_with_dockerd
+    log.prepare()
+
+    refused = plan.refused
+    if refused is not None:
+        raise SetupError(refused.note, step=refused.step)
+    apply(plan, LinuxKernel(), log, settings.strict)
+    os.close(guard)
+    stopped = interrupted(log)
+    if stopped is not None:
+        return stopped
+    if plan.dockerd_path and not settings.with_dockerd:
+        os.environ["PATH"] = ":".join([*plan.dockerd_path, os.environ.get("PATH", "")])
+    if settings.with_dockerd:
+        status = run_with_dockerd(plan, settings, log, mask)
+    elif settings.runs_init:
+        status = run_init(plan.command, group=settings.init_group, log=log, mask=mask)
+    else:
+        log.flush()
+        exec_command(plan.command, mask)
+        return SETUP_FAILED  # exec_command returns only by raising
+    log.flush()
+    _flush_stdout()
+    os._exit(status)  # no interpreter teardown: 20-30 ms less `docker stop` latency
+
+
+def _flush_stdout() -> None:
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; a closed or full stdout never turns into a traceback."""
     status = run(sys.argv[1:])
-    sys.stdout.flush()
-    sys.exit(status)
+    _flush_stdout()
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(status)

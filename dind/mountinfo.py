@@ -15,7 +15,7 @@ MAX_SIZE = 64 << 20
 """A host with ten thousand mounts has a few MB of mountinfo; more is not mountinfo."""
 
 
-class Mount(Record):
+class MountEntry(Record):
     """One line of mountinfo, with octal escapes (``\\040``) decoded."""
 
     __slots__ = (
@@ -107,9 +107,9 @@ def _number(text: str, source: str, lineno: int, line: str, what: str) -> int:
     return int(text)
 
 
-def parse(text: str, source: str = "mountinfo") -> list[Mount]:
+def parse(text: str, source: str = "mountinfo") -> list[MountEntry]:
     """Parse the whole table; any malformed line raises ParseError naming it."""
-    mounts: list[Mount] = []
+    mounts: list[MountEntry] = []
     for lineno, line in lines(text, source):
         fields = line.split(" ")
         try:
@@ -125,7 +125,7 @@ def parse(text: str, source: str = "mountinfo") -> list[Mount]:
         if not mountpoint.startswith("/"):
             raise ParseError(source, lineno, "mount point is not an absolute path", line)
         mounts.append(
-            Mount(
+            MountEntry(
                 mount_id=_number(fields[0], source, lineno, line, "mount ID"),
                 parent_id=_number(fields[1], source, lineno, line, "parent ID"),
                 major=_number(major, source, lineno, line, "major"),
@@ -145,14 +145,16 @@ def parse(text: str, source: str = "mountinfo") -> list[Mount]:
 class MountTable:
     """Lookups over a parsed table: what is visible at a mount point right now."""
 
-    __slots__ = ("_top", "mounts")
+    __slots__ = ("_by_id", "_top", "_visible", "mounts")
 
-    def __init__(self, mounts: list[Mount]) -> None:
+    def __init__(self, mounts: list[MountEntry]) -> None:
         self.mounts = mounts
-        groups: dict[str, list[Mount]] = {}
+        self._by_id = {m.mount_id: m for m in mounts}
+        self._visible: dict[int, bool] = {}
+        groups: dict[str, list[MountEntry]] = {}
         for m in mounts:
             groups.setdefault(m.mountpoint, []).append(m)
-        top: dict[str, Mount] = {}
+        top: dict[str, MountEntry] = {}
         for path, stack in groups.items():
             # A mount stacked on another at the same point has it as parent: the
             # visible one is the mount no other mount there sits on.
@@ -161,11 +163,37 @@ class MountTable:
             top[path] = visible[-1] if visible else stack[-1]
         self._top = top
 
-    def at(self, path: str) -> Mount | None:
-        """The mount visible at ``path`` if ``path`` is a mount point, else None."""
+    def at(self, path: str) -> MountEntry | None:
+        """The mount on top at ``path`` if ``path`` is a mount point, else None."""
         return self._top.get(path)
 
-    def covering(self, path: str) -> Mount | None:
+    def visible(self, m: MountEntry) -> bool:
+        """Whether ``m`` is reached by path: on top at its mount point, and under a visible
+        parent that is what covers its directory.
+
+        A mount under a directory that another mount later covered (the v1 hierarchies
+        under /sys/fs/cgroup once cgroup2 is mounted there) is still listed, but hidden.
+        """
+        known = self._visible.get(m.mount_id)
+        if known is None:
+            self._visible[m.mount_id] = False  # a cycle in a corrupt table reads as hidden
+            known = self._top.get(m.mountpoint) is m and self._reached(m)
+            self._visible[m.mount_id] = known
+        return known
+
+    def _reached(self, m: MountEntry) -> bool:
+        """Path resolution reaches ``m``'s mount point through its parent."""
+        parent = self._by_id.get(m.parent_id)
+        depth = 0
+        while parent is not None and parent.mountpoint == m.mountpoint and depth < len(self.mounts):
+            m, parent = parent, self._by_id.get(parent.parent_id)  # stacked: through the one below
+            depth += 1
+        if parent is None or parent is m:
+            return True
+        directory = m.mountpoint.rsplit("/", 1)[0] or "/"
+        return self.covering(directory) is parent and self.visible(parent)
+
+    def covering(self, path: str) -> MountEntry | None:
         """The mount that contains ``path`` (the longest mount-point prefix)."""
         probe = path
         while True:

@@ -1,89 +1,52 @@
-"""Planning: facts about the system in, the ordered list of actions out. Pure.
+"""Planning: facts in, the ordered actions (and the command to run) out. Pure.
 
-This is the one place that decides which cgroup layout applies: /proc/1/cgroup
-says which hierarchies exist (v1, hybrid or pure v2) and so what to mount; the
-filesystem type of /sys/fs/cgroup says whether it is in unified mode and so
-whether nesting is needed.
+This is the one place that decides which steps apply and in what order: the
+cgroup layout (/proc/1/cgroup says which hierarchies exist, the filesystem type
+of /sys/fs/cgroup whether it is in unified mode), confinement, and in dockerd
+mode the daemon's own steps and command line (``dind.daemon.plan``).
 """
 
 from __future__ import annotations
 
-from dind import cgroup1, cgroup2
-from dind.actions import MS_REC, MS_SHARED, PENDING, SATISFIED, Action, Mount, Propagation, SetEnv
+from dind import cgroup1, cgroup2, confine, paths, steps
+from dind.actions import PENDING, REFUSED, SATISFIED, Action, Decision, Mount, Propagation, SetEnv
 from dind.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from dind.mountinfo import MountTable
-    from dind.proccgroup import Hierarchy
-
-SECURITYFS = "/sys/kernel/security"
-TMP = "/tmp"
-SYS_FS_CGROUP = "/sys/fs/cgroup"
-
-
-class Facts(Record):
-    """What detection found; everything planning depends on, and nothing else."""
-
-    __slots__ = (
-        "cgroup2_controllers",
-        "cgroup2_subtree",
-        "cgroup_root",
-        "container",
-        "hierarchies",
-        "mounts",
-        "proc_cgroup",
-        "root_entries",
-        "securityfs_dir",
-        "sys_fs_cgroup",
-        "tmp_entries",
-    )
-
-    def __init__(
-        self,
-        *,
-        hierarchies: list[Hierarchy],
-        mounts: MountTable,
-        proc_cgroup: str = "/proc/1/cgroup",
-        cgroup_root: str = "/cgroup",
-        root_entries: dict[str, str] | None = None,
-        sys_fs_cgroup: str | None = "tmpfs",
-        cgroup2_controllers: tuple[str, ...] | None = None,
-        cgroup2_subtree: tuple[str, ...] | None = None,
-        securityfs_dir: bool = True,
-        tmp_entries: tuple[str, ...] = (),
-        container: str | None = None,
-    ) -> None:
-        self.hierarchies = hierarchies
-        self.mounts = mounts
-        self.proc_cgroup = proc_cgroup
-        self.cgroup_root = cgroup_root
-        self.root_entries = root_entries
-        self.sys_fs_cgroup = sys_fs_cgroup
-        self.cgroup2_controllers = cgroup2_controllers
-        self.cgroup2_subtree = cgroup2_subtree
-        self.securityfs_dir = securityfs_dir
-        self.tmp_entries = tmp_entries
-        self.container = container
-
-    @property
-    def pure_v2(self) -> bool:
-        """/proc/1/cgroup has only the ``0::`` line: no v1 hierarchy to mount."""
-        return all(h.unified for h in self.hierarchies)
+    from dind.facts import Facts
+    from dind.settings import Settings
 
 
 class Plan(Record):
-    """Ordered actions plus the warnings planning found, each tied to its step.
+    """Ordered actions, the warnings planning found (each tied to its step), and what to run.
 
-    A step's warnings are shown when that step starts, so a run that stops
-    earlier does not warn about what it never did.
+    A step's warnings are shown when that step starts, so a run that stops earlier
+    does not warn about what it never did. ``command`` is what dind execs (or runs
+    as init); ``dockerd`` the daemon ``--with-dockerd`` starts first; dockerd finds
+    ``dockerd_path`` first on its PATH.
     """
 
-    __slots__ = ("actions", "warnings")
+    __slots__ = ("actions", "command", "dockerd", "dockerd_path", "warnings")
 
-    def __init__(self, actions: list[Action], warnings: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        actions: list[Action],
+        warnings: list[tuple[str, str]],
+        command: list[str] | None = None,
+        dockerd: list[str] | None = None,
+        dockerd_path: list[str] | None = None,
+    ) -> None:
         self.actions = actions
         self.warnings = warnings
+        self.command = command or []
+        self.dockerd = dockerd
+        self.dockerd_path = dockerd_path or []
+
+    @property
+    def refused(self) -> Action | None:
+        """The first refusal: dind stops there before changing anything."""
+        return next((a for a in self.actions if a.status == REFUSED), None)
 
 
 def _mounted(facts: Facts, path: str) -> str:
@@ -91,62 +54,86 @@ def _mounted(facts: Facts, path: str) -> str:
     return "" if top is None else f"{top.fstype} already mounted"
 
 
-def make_plan(facts: Facts, skip: frozenset[str] = frozenset()) -> Plan:
+def _host(facts: Facts, allow: bool, actions: list[Action]) -> Plan:
+    """The plan, refused when it would change the host's own mount namespace.
+
+    Typed on a host by mistake, ``dind CMD`` would hide the host's /tmp under a
+    tmpfs, mount securityfs and make / shared. A plan that changes nothing
+    (every step skipped or already done) is harmless there.
+    """
+    changes = any(a.status == PENDING and not isinstance(a, SetEnv | Decision) for a in actions)
+    text = "run on the host itself"
+    if facts.host is True and changes:
+        if allow:
+            return Plan(
+                [Decision(steps.HOST, text, "host", SATISFIED, "--allow-host"), *actions], []
+            )
+        why = (
+            f"this is the host's own mount namespace ({facts.host_evidence}): dind would change "
+            "it (a tmpfs over /tmp, securityfs, / made shared...); run dind inside a container, "
+            "or pass --allow-host"
+        )
+        return Plan([Decision(steps.HOST, text, "host", REFUSED, why), *actions], [])
+    unknown = facts.host is None and facts.host_evidence.startswith("the initial PID")
+    if unknown and changes and not allow:
+        warning = f"cannot tell whether this is the host: {facts.host_evidence}"
+        return Plan(actions, [(steps.HOST, warning)])
+    return Plan(actions, [])
+
+
+def _tmp(facts: Facts) -> tuple[list[Action], list[tuple[str, str]]]:
+    note = _mounted(facts, paths.TMP)
+    action = Mount(
+        steps.TMP,
+        "tmpfs",
+        paths.TMP,
+        "tmpfs",
+        "mode=1777",
+        status=SATISFIED if note else PENDING,
+        note=note,
+    )
+    if note or not facts.tmp_entries:
+        return [action], []
+    shown = ", ".join(facts.tmp_entries[:3])
+    more = ", ..." if len(facts.tmp_entries) > 3 else ""
+    warning = (
+        f"the tmpfs on /tmp hides what /tmp holds now ({shown}{more}); --skip tmp keeps it visible"
+    )
+    return [action], [(steps.TMP, warning)]
+
+
+def make_plan(facts: Facts, settings: Settings) -> Plan:
     """Every step's actions in execution order; skipped steps contribute nothing."""
+    skip = settings.skip
     actions: list[Action] = []
     warnings: list[tuple[str, str]] = []
 
     if facts.container:
-        actions.append(
-            SetEnv(
-                "environment",
-                "container",
-                "docker",
-                SATISFIED,
-                f"container={facts.container} already set",
-            )
-        )
+        note = f"container={facts.container} already set"
+        actions.append(SetEnv(steps.ENVIRONMENT, "container", "docker", SATISFIED, note))
     else:
-        actions.append(SetEnv("environment", "container", "docker"))
+        actions.append(SetEnv(steps.ENVIRONMENT, "container", "docker"))
 
-    if "securityfs" not in skip and facts.securityfs_dir:
-        note = _mounted(facts, SECURITYFS)
+    if steps.SECURITYFS not in skip and facts.securityfs_dir:
+        note = _mounted(facts, paths.SECURITYFS)
+        status = SATISFIED if note else PENDING
         actions.append(
             Mount(
-                "securityfs",
-                "securityfs",
-                SECURITYFS,
-                "securityfs",
-                status=SATISFIED if note else PENDING,
-                note=note,
+                steps.SECURITYFS, "securityfs", paths.SECURITYFS, "securityfs", "", 0, status, note
             )
         )
 
-    if "tmp" not in skip:
-        note = _mounted(facts, TMP)
-        actions.append(
-            Mount(
-                "tmp",
-                "tmpfs",
-                TMP,
-                "tmpfs",
-                "mode=1777",
-                status=SATISFIED if note else PENDING,
-                note=note,
-            )
-        )
-        if not note and facts.tmp_entries:
-            shown = ", ".join(facts.tmp_entries[:3])
-            warnings.append(
-                (
-                    "tmp",
-                    f"the tmpfs on /tmp hides what /tmp holds now ({shown}"
-                    f"{', ...' if len(facts.tmp_entries) > 3 else ''}); "
-                    "--skip tmp keeps it visible",
-                )
-            )
+    if steps.TMP not in skip:
+        more, found = _tmp(facts)
+        actions += more
+        warnings += found
 
-    if "cgroup-mounts" not in skip:
+    confined: list[Action] = []
+    if steps.CGROUP_CONFINE not in skip:
+        confined = confine.plan_confine(facts)
+        actions += confined
+
+    if steps.CGROUP_MOUNTS not in skip:
         root = facts.cgroup_root
         if facts.pure_v2:
             actions += cgroup2.plan_mount(root, facts.mounts, facts.root_entries is not None)
@@ -154,43 +141,69 @@ def make_plan(facts: Facts, skip: frozenset[str] = frozenset()) -> Plan:
             actions += cgroup1.plan_mounts(
                 facts.hierarchies, root, facts.mounts, facts.root_entries, facts.proc_cgroup
             )
-            warnings += [("cgroup-mounts", w) for w in cgroup1.devices_warnings(facts.hierarchies)]
+            warnings += [
+                (steps.CGROUP_MOUNTS, w) for w in cgroup1.devices_warnings(facts.hierarchies)
+            ]
 
-    if "cgroup-nesting" not in skip and facts.sys_fs_cgroup == "cgroup2":
-        actions.append(
-            cgroup2.plan_nesting(SYS_FS_CGROUP, facts.cgroup2_controllers, facts.cgroup2_subtree)
-        )
+    if steps.CGROUP_REMOUNT not in skip:
+        replaced = {a.target for a in confined if isinstance(a, Mount)}
+        actions += [
+            a
+            for a in cgroup1.plan_remount(facts.mounts, paths.SYS_FS_CGROUP)
+            if getattr(a, "target", None) not in replaced
+        ]
 
-    if "rshared" not in skip:
+    if steps.CGROUP_NESTING not in skip and facts.sys_fs_cgroup == "cgroup2":
+        if confine.replaces_sys_fs_cgroup(confined):
+            actions.append(cgroup2.plan_nesting(paths.SYS_FS_CGROUP, None, None))
+        else:
+            actions.append(
+                cgroup2.plan_nesting(
+                    paths.SYS_FS_CGROUP, facts.cgroup2_controllers, facts.cgroup2_subtree
+                )
+            )
+
+    if steps.RSHARED not in skip:
         every = facts.mounts.mounts
         done = bool(every) and all(m.shared for m in every)
-        actions.append(
-            Propagation(
-                "rshared",
-                "/",
-                MS_REC | MS_SHARED,
-                SATISFIED if done else PENDING,
-                "every mount is already shared" if done else "",
-            )
-        )
-    return Plan(actions, warnings)
+        status, note = (SATISFIED, "every mount is already shared") if done else (PENDING, "")
+        actions.append(Propagation(steps.RSHARED, "/", status, note))
+
+    plan = Plan(actions, warnings, list(settings.command))
+    if settings.daemon_mode and facts.daemon is not None:
+        from dind.daemon.plan import plan_daemon
+
+        plan_daemon(plan, facts, settings)
+    checked = _host(facts, settings.allow_host, plan.actions)
+    plan.actions = checked.actions
+    plan.warnings = checked.warnings + plan.warnings
+    return plan
 
 
-def render(plan: Plan, command: list[str], fmt: str = "text") -> str:
+def render(plan: Plan, fmt: str = "text") -> str:
     """The plan as ``--dry-run`` prints it: one line (or JSON object) per action, in order."""
+    rows: list[tuple[str, str, str, str, dict[str, object]]] = []
+    for a in plan.actions:
+        rows.append((a.step, a.status, a.describe(), a.note, a.fields()))
+    if plan.dockerd is not None:
+        text = _shell(plan.dockerd)
+        fields: dict[str, object] = {"step": "dockerd", "action": "start", "argv": plan.dockerd}
+        rows.append(("dockerd", PENDING, text, "", {**fields, "status": PENDING}))
+    if plan.command:
+        fields = {"step": steps.EXEC, "action": "exec", "argv": plan.command, "status": PENDING}
+        rows.append((steps.EXEC, PENDING, _shell(plan.command), "", fields))
     if fmt == "json":
         import json
 
-        rows = [a.fields() for a in plan.actions]
-        if command:
-            rows.append({"step": "exec", "action": "exec", "argv": command, "status": PENDING})
-        return "".join(json.dumps(r) + "\n" for r in rows)
+        return "".join(json.dumps(r[4]) + "\n" for r in rows)
     lines = []
-    for a in plan.actions:
-        note = f"  # {a.note}" if a.note else ""
-        lines.append(f"{a.step:<15} {a.status:<10} {a.describe()}{note}\n")
-    if command:
-        import shlex
-
-        lines.append(f"{'exec':<15} {PENDING:<10} {shlex.join(command)}\n")
+    for step, status, text, note, _ in rows:
+        shown = f"  # {note}" if note else ""
+        lines.append(f"{step:<15} {status:<10} {text}{shown}\n")
     return "".join(lines)
+
+
+def _shell(argv: list[str]) -> str:
+    import shlex
+
+    return shlex.join(argv)

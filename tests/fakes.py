@@ -1,7 +1,9 @@
 """A stand-in for the kernel that records calls and fails on demand.
 
 Used to drive apply's policies and the nesting algorithm through error paths that a
-healthy machine never shows; the real ``Kernel`` is tested in namespaces.
+healthy machine never shows; the real ``LinuxKernel`` is tested in namespaces. It is
+a full fake of the ``dind.kernel.Kernel`` protocol: nothing here reaches the real
+filesystem.
 """
 
 from __future__ import annotations
@@ -9,31 +11,37 @@ from __future__ import annotations
 import errno
 import os
 
-from dind.syscalls import Kernel
-
 
 def oserror(code: int, path: str) -> OSError:
     return OSError(code, os.strerror(code), path)
 
 
-class FakeKernel(Kernel):
+class FakeKernel:
     """Records every call; ``fail`` maps (operation, path) to the errno to raise."""
 
     def __init__(self, fail: dict[tuple[str, str], int] | None = None) -> None:
         self.calls: list[tuple[str, ...]] = []
         self.fail = dict(fail or {})
         self.kinds: dict[str, str] = {"/": "dir"}
+        self.mounted: list[str] = []
 
     def _check(self, op: str, path: str) -> None:
+        """Fail on demand; and, as the real kernel interface does, never through a symlink."""
         code = self.fail.get((op, path))
         if code is not None:
             raise oserror(code, path)
+        probe = ""
+        for part in path.strip("/").split("/"):
+            probe += "/" + part
+            if self.kinds.get(probe) == "link" and (probe != path or op != "symlink"):
+                raise oserror(errno.ELOOP, path)
 
     def mount(
         self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None
     ) -> None:
         self.calls.append(("mount", target, fstype or "", data or "", str(flags)))
         self._check("mount", target)
+        self.mounted.append(target)
 
     def mkdir(self, path: str, mode: int = 0o755) -> None:
         self.calls.append(("mkdir", path))
@@ -42,13 +50,35 @@ class FakeKernel(Kernel):
             raise oserror(errno.EEXIST, path)
         self.kinds[path] = "dir"
 
-    def symlink(self, target: str, path: str) -> None:
-        self.calls.append(("symlink", path, target))
+    def symlink(self, link_target: str, path: str) -> None:
+        self.calls.append(("symlink", path, link_target))
         self._check("symlink", path)
         self.kinds[path] = "link"
 
-    def lstat_kind(self, path: str) -> str | None:
+    def umount(self, target: str) -> None:
+        self.calls.append(("umount", target))
+        self._check("umount", target)
+
+    def unshare(self, flags: int) -> None:
+        self.calls.append(("unshare", str(flags)))
+        self._check("unshare", "")
+
+    def unlink(self, path: str) -> None:
+        self.calls.append(("unlink", path))
+        self._check("unlink", path)
+        if self.kinds.pop(path, None) is None:
+            raise oserror(errno.ENOENT, path)
+
+    def kind(self, path: str) -> str | None:
         return self.kinds.get(path)
+
+    def read(self, path: str) -> str:
+        self.calls.append(("read", path))
+        raise oserror(errno.ENOENT, path)
+
+    def write(self, path: str, data: str) -> None:
+        self.calls.append(("write", path, data))
+        raise oserror(errno.ENOENT, path)
 
     def sleep(self, seconds: float) -> None:
         self.calls.append(("sleep", str(seconds)))

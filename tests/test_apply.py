@@ -10,21 +10,25 @@ from dind import mountinfo, proccgroup
 from dind.actions import MakeDir, Mount
 from dind.apply import apply
 from dind.errors import SetupError
+from dind.facts import Facts
 from dind.log import INFO, Log
-from dind.plan import Facts, Plan, make_plan
+from dind.plan import Plan, make_plan
+from dind.settings import Settings
 from tests.conftest import fixture_text
 from tests.fakes import FakeKernel
 
 
 def container_plan(**overrides: object) -> Plan:
+    hierarchies = proccgroup.parse(fixture_text("container-v1-hostns", "proc_1_cgroup"))
     values: dict[str, object] = {
-        "hierarchies": proccgroup.parse(fixture_text("container-v1-hostns", "proc_1_cgroup")),
+        "hierarchies": hierarchies,
+        "own_cgroups": hierarchies,
         "mounts": mountinfo.MountTable(
             mountinfo.parse(fixture_text("container-v1-hostns", "mountinfo"))
         ),
     }
     values.update(overrides)
-    return make_plan(Facts(**values))  # type: ignore[arg-type]
+    return make_plan(Facts(**values), Settings(command=["true"]))  # type: ignore[arg-type]
 
 
 def mounts_of(kernel: FakeKernel) -> list[str]:
@@ -153,9 +157,9 @@ def test_a_symlink_in_place_of_a_mount_point_is_refused() -> None:
     kernel = FakeKernel()
     kernel.kinds.update({"/cgroup": "dir", "/cgroup/cpu": "link"})
     plan = Plan([Mount("cgroup-mounts", "cgroup", "/cgroup/cpu", "cgroup", "cpu")], [])
-    with pytest.raises(SetupError, match="is a symlink; dind does not mount through it"):
+    with pytest.raises(SetupError, match=r"\[ELOOP\]: a symlink is in the way: dind never mounts"):
         apply(plan, kernel, Log())
-    assert kernel.calls == []
+    assert kernel.mounted == []
     plan = Plan([MakeDir("cgroup-mounts", "/cgroup/cpu")], [])
     with pytest.raises(SetupError, match="/cgroup/cpu is a symlink"):
         apply(plan, kernel, Log())

@@ -16,15 +16,20 @@ from pathlib import Path
 
 import pytest
 
+from dind import detect
 from dind.check import procfs
 from dind.check.analyse import analyse
+from dind.check.capture import load, save
 from dind.check.env import Env, cgroup_namespace
-from dind.check.outcomes import OUTCOMES, facts_from
+from dind.check.gather import gather
+from dind.check.model import Namespace, Snapshot
+from dind.check.predict import OUTCOMES
 from dind.check.report import AREAS, LEVELS, Report, render_json, render_text
-from dind.check.snapshot import Namespace, Snapshot, gather, load, save
-from dind.detect import detect
+from dind.facts import Evidence, from_evidence
+from dind.namespaces import is_initial
 from dind.plan import make_plan
-from dind.settings import STEPS, from_sources
+from dind.settings import Settings, from_sources
+from dind.steps import STEPS
 from tests.conftest import DIND, IS_ROOT, clean_env, hugetlb_group, root_only, run_dind
 
 CAPTURES = Path(__file__).parent / "fixtures" / "check"
@@ -62,8 +67,16 @@ def changed(name: str, files: dict[str, str | None] | None = None, **fields: obj
         else:
             s.files[path] = text
     for key, value in fields.items():
-        setattr(s, key, value)
+        setattr(s.evidence if key in Evidence.__slots__ else s, key, value)
     return s
+
+
+def analyse_as(
+    s: Snapshot, skip: frozenset[str] = frozenset(), strict: bool = False, allow_host: bool = False
+) -> Report:
+    """The report ``dind --check`` prints for ``s`` with these options."""
+    settings = Settings(command=[], check=True, skip=skip, strict=strict, allow_host=allow_host)
+    return analyse(s, settings)
 
 
 def levels(report: Report) -> dict[tuple[str, str], str]:
@@ -125,13 +138,13 @@ def test_id_maps() -> None:
 
 
 def test_initial_namespaces_have_fixed_numbers() -> None:
-    assert procfs.is_initial("cgroup", "cgroup:[4026531835]") is True
-    assert procfs.is_initial("pid", "pid:[4026531836]") is True
-    assert procfs.is_initial("user", "user:[4026531837]") is True
-    assert procfs.is_initial("cgroup", "cgroup:[4026532253]") is False
-    assert procfs.is_initial("mnt", "mnt:[4026531832]") is None  # no fixed number on old kernels
-    assert procfs.is_initial("cgroup", None) is None
-    assert procfs.is_initial("cgroup", "cgroup:[x]") is None
+    assert is_initial("cgroup", "cgroup:[4026531835]") is True
+    assert is_initial("pid", "pid:[4026531836]") is True
+    assert is_initial("user", "user:[4026531837]") is True
+    assert is_initial("cgroup", "cgroup:[4026532253]") is False
+    assert is_initial("mnt", "mnt:[4026531832]") is None  # no fixed number on old kernels
+    assert is_initial("cgroup", None) is None
+    assert is_initial("cgroup", "cgroup:[x]") is None
 
 
 def test_kernel_config_and_module_lists() -> None:
@@ -171,7 +184,7 @@ def test_a_capture_survives_save_and_load(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ENVIRONMENTS)
 def test_the_json_document_has_the_documented_keys(name: str) -> None:
-    report = analyse(snap(name))
+    report = analyse_as(snap(name))
     doc = json.loads(render_json(report))
     assert list(doc) == ["ok", "blockers", "warnings", *AREAS, "findings"]
     assert doc["ok"] is (doc["blockers"] == 0) is report.ok
@@ -183,7 +196,17 @@ def test_the_json_document_has_the_documented_keys(name: str) -> None:
         "controllers",
         "writable",
     }
-    assert set(doc["namespaces"]) == {"cgroup", "cgroup_evidence", "pid", "user", "links", "owners"}
+    assert set(doc["namespaces"]) == {
+        "cgroup",
+        "cgroup_evidence",
+        "pid",
+        "user",
+        "links",
+        "owners",
+        "nested_cgroups",
+        "nested_cgroups_evidence",
+    }
+    assert doc["namespaces"]["nested_cgroups"] in ("inside", "outside", "unknown")
     assert set(doc["privileges"]) == {
         "euid",
         "cap_sys_admin",
@@ -222,7 +245,7 @@ def test_the_json_document_has_the_documented_keys(name: str) -> None:
 
 @pytest.mark.parametrize("name", ENVIRONMENTS)
 def test_the_text_report_ends_with_the_verdict(name: str) -> None:
-    report = analyse(snap(name))
+    report = analyse_as(snap(name))
     text = render_text(report)
     last = text.splitlines()[-1]
     assert last.startswith("result: nested Docker " + ("can" if report.ok else "cannot"))
@@ -232,23 +255,32 @@ def test_the_text_report_ends_with_the_verdict(name: str) -> None:
         assert f.area in last
 
 
-V1_VIEWS = [n for n in ENVIRONMENTS if snap(n).statfs["/sys/fs/cgroup"] != "cgroup2"]
+V1_VIEWS = [n for n in ENVIRONMENTS if snap(n).evidence.statfs["/sys/fs/cgroup"] != "cgroup2"]
 
 
 @pytest.mark.parametrize("name", V1_VIEWS)
-def test_the_plan_is_what_dry_run_plans_from_the_same_tables(name: str) -> None:
+def test_the_plan_is_what_dry_run_plans_from_the_same_tables(name: str, tmp_path: Path) -> None:
     """``dind --dry-run --mountinfo --proc-cgroup`` on the capture's files plans the same actions.
 
-    Only where the rest of what dind.detect reads live (the cgroup root, /sys/kernel/security,
-    $container) is as it was in the capture, and /sys/fs/cgroup was not cgroup2 (its
-    controllers would be read live).
+    Only where the rest of what dind.detect reads live (/sys/kernel/security, $container)
+    is as it was in the capture, and /sys/fs/cgroup was not cgroup2 (its controllers would
+    be read live). The cgroup root is one no run has made (the machine's own /cgroup may
+    exist), and confinement is skipped: a dry run of capture files has PID 1's cgroup to
+    go by, a capture the capturing process's own; nor can it tell the host (the check's
+    host refusal is left out).
     """
-    s = snap(name)
-    assert (s.root_entries, s.securityfs_dir, s.container) == (None, True, None)
+    root = str(tmp_path / "never-made")
+    s = changed(name, cgroup_root=root)
+    ev = s.evidence
+    assert (ev.root_entries, ev.securityfs_dir, ev.container) == (None, True, None)
     dry = run_dind(
         "--dry-run",
         "--log-format",
         "json",
+        "--cgroup-root",
+        root,
+        "--skip",
+        "cgroup-confine",
         "--mountinfo",
         str(CAPTURES / name / "proc/self/mountinfo"),
         "--proc-cgroup",
@@ -257,7 +289,8 @@ def test_the_plan_is_what_dry_run_plans_from_the_same_tables(name: str) -> None:
     assert dry.returncode == 0, dry.stderr
     expected = [json.loads(line) for line in dry.stdout.splitlines()]
     extra = {"describe", "outcome", "why", "errno"}
-    assert [{k: v for k, v in r.items() if k not in extra} for r in rows(analyse(s))] == expected
+    planned = [r for r in rows(analyse_as(s, frozenset({"cgroup-confine"}))) if r["step"] != "host"]
+    assert [{k: v for k, v in r.items() if k not in extra} for r in planned] == expected
 
 
 def test_check_returns_1_exactly_when_the_report_has_a_blocker(
@@ -266,14 +299,21 @@ def test_check_returns_1_exactly_when_the_report_has_a_blocker(
     from dind.check import check
     from dind.log import Log
 
-    status = check(from_sources([], {"check": True, "log_format": "json"}), Log())
-    doc = json.loads(capsys.readouterr().out)
+    text, status = check(from_sources([], {"check": True, "log_format": "json"}), Log())
+    doc = json.loads(text)
     assert status == (0 if doc["ok"] else 1)
     assert doc["ok"] is (not [f for f in doc["findings"] if f["level"] == "blocker"])
 
 
 def test_host_hybrid() -> None:
-    report = analyse(snap("host-hybrid"))
+    """On the host itself, a real run would refuse (a blocker); with --allow-host it works."""
+    refused = analyse_as(snap("host-hybrid"))
+    assert [(f.area, f.name) for f in refused.blockers] == [("plan", "host")]
+    assert "the host's own mount namespace" in refused.blockers[0].meaning
+    steps = outcomes(refused)
+    assert steps.pop("host") == ["fails"]
+    assert all(o == ["not-reached"] * len(o) for o in steps.values())
+    report = analyse_as(snap("host-hybrid"), allow_host=True)
     assert report.ok
     cgroup = section(report, "cgroup")
     assert (cgroup["mode"], cgroup["sys_fs_cgroup"], cgroup["unified"]) == (
@@ -302,8 +342,18 @@ def test_host_hybrid() -> None:
         ("privileges", "bounding_set"): "warning",
         ("plan", "tmp-warning"): "warning",
     }
-    assert set(outcomes(report)) == {"environment", "securityfs", "tmp", "cgroup-mounts", "rshared"}
-    assert all(o == "will-do" for steps in outcomes(report).values() for o in steps)
+    assert set(outcomes(report)) == {
+        "host",
+        "environment",
+        "securityfs",
+        "tmp",
+        "cgroup-confine",
+        "cgroup-mounts",
+        "rshared",
+    }
+    planned = outcomes(report)
+    assert planned.pop("host") == ["done"]  # --allow-host, said out loud
+    assert all(o == "will-do" for steps in planned.values() for o in steps)
     assert section(report, "processes")["root_group"] is None
     moved = report.find("processes", "root_group")
     assert moved is not None and "only when /sys/fs/cgroup is cgroup2" in moved.meaning
@@ -316,19 +366,22 @@ def test_host_hybrid() -> None:
 
 
 def test_host_v1_view() -> None:
-    report = analyse(snap("host-v1-view"))
+    report = analyse_as(snap("host-v1-view"))
     assert report.ok
     cgroup = section(report, "cgroup")
     # Unmounted, .../unified stays a directory of the tmpfs.
     assert (cgroup["mode"], cgroup["unified"]) == ("v1", "tmpfs")
 
 
-def test_v2_in_the_host_cgroup_namespace_warns_about_the_host_tree() -> None:
+def test_v2_in_the_host_cgroup_namespace_at_its_root_warns_about_the_hosts_processes() -> None:
+    """The capturing process sits in the unified root group: nested groups land inside it,
+    but nesting would move the host's processes (the hidden v1 mounts are left alone)."""
     s = snap("host-v2-hostns")
-    report = analyse(s)
+    report = analyse_as(s)
     assert report.ok
     assert section(report, "cgroup")["mode"] == "v2"
-    assert levels(report)[("namespaces", "cgroup")] == "warning"
+    assert section(report, "namespaces")["nested_cgroups"] == "inside"
+    assert outcomes(report)["cgroup-confine"] == ["will-do"]  # unshare: memory is not at /
     # hugetlb is already delegated at this root: nesting is done and moves nothing.
     assert outcomes(report)["cgroup-nesting"] == ["done"]
     group = section(report, "processes")["root_group"]
@@ -338,14 +391,14 @@ def test_v2_in_the_host_cgroup_namespace_warns_about_the_host_tree() -> None:
     assert ("processes", "root_group") not in levels(report)
     # Not yet delegated: nesting would move the host's processes.
     pending = changed("host-v2-hostns", {"/sys/fs/cgroup/cgroup.subtree_control": ""})
-    report = analyse(pending)
+    report = analyse_as(pending)
     assert outcomes(report)["cgroup-nesting"] == ["will-do"]
     assert levels(report)[("processes", "root_group")] == "warning"
     assert "host's root group" in str(rows(report)[-2]["why"])
 
 
 def test_v2_with_a_process_outside_the_pid_namespace() -> None:
-    report = analyse(snap("v2-pid-outside"))
+    report = analyse_as(snap("v2-pid-outside"))
     assert report.ok  # nesting is best effort
     nest = next(r for r in rows(report) if r["step"] == "cgroup-nesting")
     assert (nest["outcome"], nest["errno"]) == ("fails", "EBUSY")
@@ -354,25 +407,27 @@ def test_v2_with_a_process_outside_the_pid_namespace() -> None:
     group = section(report, "processes")["root_group"]
     assert isinstance(group, dict) and group["outside_pid_namespace"] == 1
     assert section(report, "namespaces")["cgroup"] == "private"
-    strict = analyse(snap("v2-pid-outside"), strict=True)
+    strict = analyse_as(snap("v2-pid-outside"), strict=True)
     assert not strict.ok
     assert levels(strict)[("plan", "cgroup-nesting")] == "blocker"
     assert outcomes(strict)["rshared"] == ["not-reached"]
 
 
 def test_privileged_container_in_the_host_cgroup_namespace() -> None:
-    report = analyse(snap("container-v1-hostns"))
+    report = analyse_as(snap("container-v1-hostns"))
     assert report.ok
     assert section(report, "cgroup")["mode"] == "v1"
     assert section(report, "cgroup")["writable"] is True
     ns = section(report, "namespaces")
     assert (ns["cgroup"], ns["pid"]) == ("host", "private")
     assert "host itself" not in str(ns["cgroup_evidence"])
-    assert levels(report)[("namespaces", "cgroup")] == "warning"
+    # docker bind-mounts each hierarchy from the container's own group: nested ones land inside.
+    assert ns["nested_cgroups"] == "inside"
+    assert not [k for k in levels(report) if k[0] == "namespaces"]
 
 
 def test_privileged_container_with_a_private_cgroup_namespace() -> None:
-    report = analyse(snap("container-v1-privatens"))
+    report = analyse_as(snap("container-v1-privatens"))
     assert report.ok
     assert section(report, "namespaces")["cgroup"] == "private"
     assert levels(report) == {("privileges", "bounding_set"): "warning"}
@@ -380,7 +435,7 @@ def test_privileged_container_with_a_private_cgroup_namespace() -> None:
 
 
 def test_privileged_container_with_a_cgroup_v2_view() -> None:
-    report = analyse(snap("container-v2-view"))
+    report = analyse_as(snap("container-v2-view"))
     assert report.ok
     assert section(report, "cgroup")["mode"] == "v2"
     assert section(report, "namespaces")["cgroup"] == "private"
@@ -393,7 +448,7 @@ def test_privileged_container_with_a_cgroup_v2_view() -> None:
 
 
 def test_unprivileged_container_is_blocked_by_the_missing_cap_sys_admin() -> None:
-    report = analyse(snap("container-unprivileged"))
+    report = analyse_as(snap("container-unprivileged"))
     assert not report.ok
     assert {(f.area, f.name) for f in report.blockers} == {
         ("privileges", "cap_sys_admin"),
@@ -411,7 +466,7 @@ def test_unprivileged_container_is_blocked_by_the_missing_cap_sys_admin() -> Non
 
 
 def test_user_namespace_without_its_own_mount_namespace() -> None:
-    report = analyse(snap("userns"))
+    report = analyse_as(snap("userns"))
     assert not report.ok
     assert section(report, "namespaces")["user"] == "child"
     assert section(report, "namespaces")["owners"] == {
@@ -423,17 +478,17 @@ def test_user_namespace_without_its_own_mount_namespace() -> None:
     assert section(report, "privileges")["uid_map"] == "0 0 1"
     assert {(f.area, f.name) for f in report.blockers} == {
         ("privileges", "mount_namespace"),
-        ("plan", "securityfs"),
+        ("plan", "host"),  # the host's mount namespace: dind refuses before trying a mount
     }
 
 
 def test_user_namespace_owning_its_mount_and_cgroup_namespaces() -> None:
-    report = analyse(snap("userns-mntns-cgroupns"))
+    report = analyse_as(snap("userns-mntns-cgroupns"))
     assert not report.ok
     (blocker,) = report.blockers
     assert (blocker.area, blocker.name) == ("plan", "securityfs")
     assert "user namespace" in blocker.value and "--skip securityfs" in blocker.fix
-    skipped = analyse(snap("userns-mntns-cgroupns"), frozenset({"securityfs"}))
+    skipped = analyse_as(snap("userns-mntns-cgroupns"), frozenset({"securityfs"}))
     assert skipped.ok
     assert set(outcomes(skipped)["cgroup-mounts"]) == {"will-do"}
     assert levels(skipped)[("privileges", "user_namespace")] == "warning"
@@ -441,7 +496,7 @@ def test_user_namespace_owning_its_mount_and_cgroup_namespaces() -> None:
 
 
 def test_legacy_tables_in_use_ask_for_iptables_legacy() -> None:
-    report = analyse(snap("netns-legacy-tables"))
+    report = analyse_as(snap("netns-legacy-tables"))
     network = section(report, "network")
     assert network["backend"] == "legacy"
     assert network["legacy_tables"] == {"ip": ["nat"], "ip6": [], "arp": []}
@@ -449,7 +504,7 @@ def test_legacy_tables_in_use_ask_for_iptables_legacy() -> None:
 
 
 def test_read_only_root_blocks_the_required_step() -> None:
-    report = analyse(snap("readonly-root"))
+    report = analyse_as(snap("readonly-root"))
     assert not report.ok
     (blocker,) = report.blockers
     assert (blocker.area, blocker.name) == ("plan", "cgroup-mounts")
@@ -459,12 +514,12 @@ def test_read_only_root_blocks_the_required_step() -> None:
     assert mounts == ["fails"] + ["not-reached"] * (len(mounts) - 1)
     assert outcomes(report)["rshared"] == ["not-reached"]
     # A cgroup root on a writable filesystem avoids it.
-    writable = changed("readonly-root", cgroup_root="/dev/shm/cgroup", writable={"/dev/shm": True})
-    assert analyse(writable).ok
+    writable = changed("readonly-root", cgroup_root="/mnt/rw/cgroup", writable={"/mnt/rw": True})
+    assert analyse_as(writable).ok
 
 
 def test_skipped_steps_leave_the_plan_as_dry_run_leaves_it() -> None:
-    report = analyse(snap("container-unprivileged"), frozenset(STEPS))
+    report = analyse_as(snap("container-unprivileged"), frozenset(STEPS))
     assert outcomes(report) == {"environment": ["will-do"]}
     assert {(f.area, f.name) for f in report.blockers} == {("privileges", "cap_sys_admin")}
     assert levels(report)[("mounts", "root_propagation")] == "warning"
@@ -482,7 +537,7 @@ def test_apparmor_docker_default_denies_every_mount() -> None:
             "/proc/self/attr/current": "docker-default (enforce)\n",
         },
     )
-    report = analyse(s)
+    report = analyse_as(s)
     assert {(f.area, f.name) for f in report.blockers} == {
         ("lsm", "apparmor"),
         ("plan", "securityfs"),
@@ -500,11 +555,11 @@ def test_apparmor_unconfined_needs_securityfs() -> None:
         "/sys/module/apparmor/parameters/enabled": "Y\n",
         "/proc/self/attr/current": "unconfined\n",
     }
-    report = analyse(changed("container-v1-privatens", files))
+    report = analyse_as(changed("container-v1-privatens", files))
     assert report.ok and ("lsm", "apparmor") not in levels(report)
-    skipped = analyse(changed("container-v1-privatens", files), frozenset({"securityfs"}))
+    skipped = analyse_as(changed("container-v1-privatens", files), frozenset({"securityfs"}))
     assert levels(skipped)[("mounts", "securityfs")] == "warning"
-    assert levels(analyse(snap("container-v1-privatens"), frozenset({"securityfs"}))) == {
+    assert levels(analyse_as(snap("container-v1-privatens"), frozenset({"securityfs"}))) == {
         ("privileges", "bounding_set"): "warning"
     }
 
@@ -518,7 +573,7 @@ def test_selinux_container_t_is_a_warning() -> None:
         },
     )
     s.errors.pop("/proc/self/attr/current", None)
-    report = analyse(s)
+    report = analyse_as(s)
     assert levels(report)[("lsm", "selinux")] == "warning"
     assert section(report, "lsm")["selinux"] == {
         "enabled": True,
@@ -535,14 +590,14 @@ def test_sysbox_is_recognised_by_its_sysboxfs_mounts() -> None:
         "rw,user_id=0,group_id=0,default_permissions,allow_other\n"
     )
     s.files["/proc/self/mountinfo"] += line
-    report = analyse(s)
+    report = analyse_as(s)
     assert section(report, "privileges")["sysbox"] is True
     assert levels(report)[("privileges", "sysbox")] == "warning"
 
 
 def test_rootless_root_maps_to_an_unprivileged_user() -> None:
     s = changed("userns-mntns-cgroupns", {"/proc/self/uid_map": "0 1000 1\n1 100000 65536\n"})
-    report = analyse(s)
+    report = analyse_as(s)
     assert section(report, "privileges")["rootless"] is True
     rootless = report.find("privileges", "rootless")
     assert rootless is not None and rootless.value == "yes (root is UID 1000 outside)"
@@ -551,20 +606,21 @@ def test_rootless_root_maps_to_an_unprivileged_user() -> None:
 def test_read_only_cgroup2_blocks_nesting_and_dockerd() -> None:
     s = snap("container-v2-view")
     s.writable["/sys/fs/cgroup"] = False
-    report = analyse(s)
+    report = analyse_as(s)
     assert levels(report)[("cgroup", "writable")] == "blocker"
     nest = next(r for r in rows(report) if r["step"] == "cgroup-nesting")
     assert (nest["outcome"], nest["errno"]) == ("fails", "EROFS")
 
 
 def test_no_controllers_delegated_is_a_warning() -> None:
-    report = analyse(changed("container-v2-view", {"/sys/fs/cgroup/cgroup.controllers": "\n"}))
+    report = analyse_as(changed("container-v2-view", {"/sys/fs/cgroup/cgroup.controllers": "\n"}))
     assert levels(report)[("cgroup", "controllers")] == "warning"
 
 
 def test_conflict_in_the_cgroup_root_is_reported() -> None:
     """--cgroup-root on a cgroup mount: the plan's conflict, which apply leaves with a warning."""
-    report = analyse(changed("host-hybrid", cgroup_root="/sys/fs/cgroup/cpu", root_entries={}))
+    conflict = changed("host-hybrid", cgroup_root="/sys/fs/cgroup/cpu", root_entries={})
+    report = analyse_as(conflict, allow_host=True)
     assert report.ok
     assert levels(report)[("plan", "cgroup-mounts")] == "warning"
     assert "conflict" in outcomes(report)["cgroup-mounts"]
@@ -573,7 +629,7 @@ def test_conflict_in_the_cgroup_root_is_reported() -> None:
 def test_what_cannot_be_predicted_is_a_warning_that_says_so() -> None:
     s = snap("userns-mntns-cgroupns")
     s.namespaces["mnt"] = Namespace(s.namespaces["mnt"].link, None)
-    report = analyse(s, frozenset({"securityfs"}))
+    report = analyse_as(s, frozenset({"securityfs"}))
     assert report.ok
     assert levels(report)[("privileges", "can_mount")] == "warning"
     tmp = report.find("plan", "tmp")
@@ -582,10 +638,10 @@ def test_what_cannot_be_predicted_is_a_warning_that_says_so() -> None:
     assert set(outcomes(report)["cgroup-mounts"]) == {"may-fail", "will-do"}
     assert [f.name for f in report.findings].count("cgroup-mounts") == 1
     # securityfs fails in any user namespace, known owner or not.
-    assert levels(analyse(s))[("plan", "securityfs")] == "blocker"
+    assert levels(analyse_as(s))[("plan", "securityfs")] == "blocker"
     # The cgroup root's parent was not probed.
     unprobed = changed("readonly-root", writable={})
-    mkdir = analyse(unprobed).find("plan", "cgroup-mounts")
+    mkdir = analyse_as(unprobed).find("plan", "cgroup-mounts")
     assert mkdir is not None and mkdir.level == "warning"
     assert mkdir.value == "mkdir /cgroup: may fail: whether / is writable is unknown"
 
@@ -617,13 +673,18 @@ def test_cgroup_namespace_number_decides() -> None:
     assert kind == "host" and "whoever started this container" in evidence
 
 
-def test_unknown_cgroup_namespace_on_v2_is_a_warning() -> None:
+def test_unknown_cgroup_namespace_is_reported_and_landing_decided_from_the_mounts() -> None:
     s = snap("container-v2-view")
     s.namespaces["cgroup"] = Namespace(None)
     s.files["/proc/self/cgroup"] = "0::/\n"
-    report = analyse(s)
+    report = analyse_as(s)
     assert section(report, "namespaces")["cgroup"] == "unknown"
-    assert levels(report)[("namespaces", "cgroup")] == "warning"
+    assert section(report, "namespaces")["nested_cgroups"] == "inside"
+    assert not [k for k in levels(report) if k[0] == "namespaces"]
+    del s.files["/proc/self/cgroup"]
+    unknown = analyse_as(s)
+    assert section(unknown, "namespaces")["nested_cgroups"] == "unknown"
+    assert levels(unknown)[("namespaces", "nested_cgroups")] == "warning"
 
 
 # --- unreadable inputs ---------------------------------------------------------------
@@ -631,7 +692,7 @@ def test_unknown_cgroup_namespace_on_v2_is_a_warning() -> None:
 
 def test_missing_proc_files_are_blockers_not_crashes() -> None:
     s = changed("host-hybrid", {"/proc/1/cgroup": None, "/proc/self/mountinfo": None})
-    report = analyse(s)
+    report = analyse_as(s)
     assert {(f.area, f.name) for f in report.blockers} == {
         ("cgroup", "mode"),
         ("mounts", "mountinfo"),
@@ -642,14 +703,14 @@ def test_missing_proc_files_are_blockers_not_crashes() -> None:
 
 
 def test_a_malformed_mountinfo_names_the_line() -> None:
-    report = analyse(changed("host-hybrid", {"/proc/self/mountinfo": "1 2 3\n"}))
+    report = analyse_as(changed("host-hybrid", {"/proc/self/mountinfo": "1 2 3\n"}))
     finding = report.find("mounts", "mountinfo")
     assert finding is not None and finding.level == "blocker"
     assert "/proc/self/mountinfo:1" in finding.meaning
 
 
 def test_nothing_readable_gives_unknowns() -> None:
-    report = analyse(Snapshot(files={}))
+    report = analyse_as(Snapshot(evidence=Evidence(files={})))
     assert levels(report)[("privileges", "user_namespace")] == "warning"
     assert not report.ok
     assert section(report, "namespaces")["cgroup"] == "unknown"
@@ -675,11 +736,11 @@ def test_nothing_readable_gives_unknowns() -> None:
 def test_check_plans_what_dry_run_plans_on_this_machine(skip: frozenset[str]) -> None:
     """``--check`` builds its Facts from a snapshot; they must give dind.detect's plan."""
     settings = from_sources([], {"dry_run": True, "skip": tuple(skip)})
-    facts = detect(settings)
-    expected = make_plan(facts, skip)
+    facts = from_evidence(detect.read(settings), settings)
+    expected = make_plan(facts, settings)
     s = gather(settings)
-    ours = facts_from(s, Env(s), skip)
-    actual = make_plan(ours, skip)
+    ours = from_evidence(s.evidence, settings)
+    actual = make_plan(ours, settings)
     assert actual.actions == expected.actions
     if ours.tmp_entries == facts.tmp_entries:  # else /tmp changed between the two looks
         assert actual.warnings == expected.warnings
@@ -703,7 +764,7 @@ def test_the_capture_module_writes_a_loadable_capture(tmp_path: Path) -> None:
         check=True,
         cwd=Path(__file__).parent.parent,
     )
-    report = analyse(load(str(out)))
+    report = analyse_as(load(str(out)))
     assert report.sections["plan"] is not None
 
 

@@ -103,7 +103,8 @@ def test_dry_run_prints_the_plan_on_stdout_and_warnings_on_stderr() -> None:
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["environment", "pending", "export", "container=docker"]
-    assert [ln.split()[0] for ln in lines[1:]] == ["cgroup-mounts"] * len(lines[1:])
+    assert lines[1].split()[:2] == ["cgroup-confine", "satisfied"]  # PID 1 at its root: /
+    assert [ln.split()[0] for ln in lines[2:]] == ["cgroup-mounts"] * len(lines[2:])
     assert "ln -s cpuacct,cpu /cgroup/cpu,cpuacct" in result.stdout
     assert result.stderr == ""  # systemd-inverted has devices in its own hierarchy
 
@@ -114,7 +115,7 @@ def test_dry_run_json_is_one_object_per_action() -> None:
         "--log-format=json",
         *capture("container-v1-privatens"),
         "--",
-        "dockerd",
+        "hack/make.sh",
         "--debug",
     )
     assert result.returncode == 0
@@ -122,7 +123,7 @@ def test_dry_run_json_is_one_object_per_action() -> None:
     assert rows[-1] == {
         "step": "exec",
         "action": "exec",
-        "argv": ["dockerd", "--debug"],
+        "argv": ["hack/make.sh", "--debug"],
         "status": "pending",
     }
     steps = [r["step"] for r in rows]
@@ -136,7 +137,7 @@ def test_dry_run_from_the_environment_on_the_fast_path() -> None:
     )
     assert result.returncode == 0
     assert "mount -t tmpfs -o uid=0,gid=0,mode=0755 cgroup /opt/cg" in result.stdout
-    assert " /tmp" not in result.stdout
+    assert "tmpfs /tmp" not in result.stdout
 
 
 def test_bad_capture_is_a_setup_error_naming_file_and_line(tmp_path: Path) -> None:

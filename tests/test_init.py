@@ -22,9 +22,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from dind.steps import KERNEL_STEPS
+
 DIND = str(Path(sys.executable).with_name("dind"))
 HELPER = [sys.executable, str(Path(__file__).with_name("init_helpers") / "child.py")]
-ALL_STEPS = "securityfs,tmp,cgroup-mounts,cgroup-nesting,rshared"
+ALL_STEPS = ",".join(KERNEL_STEPS)
 DEADLINE = 20.0
 
 # What tini keeps for itself; everything else must reach the child.

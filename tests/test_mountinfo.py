@@ -24,7 +24,7 @@ def test_every_capture_parses_line_for_line(name: str) -> None:
 def test_host_capture_entry_is_decoded_field_by_field() -> None:
     mounts = mountinfo.parse(fixture_text("host-hybrid", "mountinfo"))
     unified = next(m for m in mounts if m.mountpoint == "/sys/fs/cgroup/unified")
-    assert unified == mountinfo.Mount(
+    assert unified == mountinfo.MountEntry(
         mount_id=41,
         parent_id=31,
         major=0,
@@ -118,7 +118,7 @@ def test_any_text_parses_or_raises_parse_error(text: str) -> None:
     except ParseError as err:
         assert err.source == "fuzz"
     else:
-        assert all(isinstance(m, mountinfo.Mount) for m in result)
+        assert all(isinstance(m, mountinfo.MountEntry) for m in result)
 
 
 @given(st.lists(st.text(alphabet=" \t\n\\-/0123456789:abc", max_size=40), max_size=12))

@@ -6,8 +6,14 @@ import errno
 
 import pytest
 
-from dind.cgroup2 import NestingError, nest
+from dind.kernel import Kernel
+from dind.nesting import ATTEMPTS, NestingError
+from dind.nesting import nest as nest_in
 from tests.fakes import FakeCgroup2
+
+
+def nest(kernel: Kernel, root: str, attempts: int = ATTEMPTS) -> None:
+    nest_in(kernel, root, "init", "cgroup-nesting", attempts)
 
 
 def test_moves_every_process_one_per_write_then_enables_all() -> None:

@@ -6,7 +6,9 @@ import pytest
 
 from dind import mountinfo, proccgroup
 from dind.errors import ParseError
-from dind.plan import Facts, make_plan, render
+from dind.facts import Facts
+from dind.plan import Plan, make_plan, render
+from dind.settings import Settings
 from tests.conftest import fixture_text
 
 ROOT_TMPFS = "mount -t tmpfs -o uid=0,gid=0,mode=0755 cgroup /cgroup"
@@ -16,6 +18,9 @@ HEAD = [
     ("tmp", "pending", "mount -t tmpfs -o mode=1777 tmpfs /tmp"),
 ]
 RSHARED = ("rshared", "pending", "mount --make-rshared /")
+CONFINED = ("cgroup-confine", "pending", "unshare --cgroup")
+NO_CONFINE = frozenset({"cgroup-confine"})
+AT_ROOT = ("cgroup-confine", "satisfied", "unshare --cgroup")
 
 
 def facts_for(name: str, **overrides: object) -> Facts:
@@ -23,8 +28,10 @@ def facts_for(name: str, **overrides: object) -> Facts:
     source = f"{name}/proc_1_cgroup"
     table = mountinfo.MountTable(mountinfo.parse(fixture_text(name, "mountinfo")))
     top = table.at("/sys/fs/cgroup")
+    hierarchies = proccgroup.parse(fixture_text(name, "proc_1_cgroup"), source)
     values: dict[str, object] = {
-        "hierarchies": proccgroup.parse(fixture_text(name, "proc_1_cgroup"), source),
+        "hierarchies": hierarchies,
+        "own_cgroups": hierarchies,  # a capture's PID 1 stands for dind, as in captured runs
         "mounts": table,
         "proc_cgroup": source,
         "sys_fs_cgroup": None if top is None else top.fstype,
@@ -33,8 +40,12 @@ def facts_for(name: str, **overrides: object) -> Facts:
     return Facts(**values)  # type: ignore[arg-type]
 
 
+def plan(facts: Facts, skip: frozenset[str] = frozenset()) -> Plan:
+    return make_plan(facts, Settings(command=[], skip=skip))
+
+
 def rows(facts: Facts, skip: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
-    return [(a.step, a.status, a.describe()) for a in make_plan(facts, skip).actions]
+    return [(a.step, a.status, a.describe()) for a in plan(facts, skip).actions]
 
 
 def v1(directory: str, options: str, status: str = "pending") -> list[tuple[str, str, str]]:
@@ -59,16 +70,23 @@ DOCKER_V1 = [
 ]
 
 
-@pytest.mark.parametrize("name", ["container-v1-hostns", "container-v1-privatens"])
-def test_privileged_container_on_this_host(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "confine"), [("container-v1-hostns", CONFINED), ("container-v1-privatens", AT_ROOT)]
+)
+def test_privileged_container_on_this_host(name: str, confine: tuple[str, str, str]) -> None:
+    """The host's cgroup namespace (paths /docker/<id>) is unshared; the private one is not.
+
+    Docker bind-mounts each hierarchy from the container's own group: nothing to replace.
+    """
     assert rows(facts_for(name)) == [
         *HEAD,
+        confine,
         ("cgroup-mounts", "pending", "mkdir /cgroup"),
         ("cgroup-mounts", "pending", ROOT_TMPFS),
         *DOCKER_V1,
         RSHARED,
     ]
-    assert make_plan(facts_for(name)).warnings == []  # devices has a hierarchy of its own
+    assert plan(facts_for(name)).warnings == []  # devices has a hierarchy of its own
 
 
 def test_this_host_with_dind_already_applied() -> None:
@@ -91,11 +109,11 @@ def test_this_host_with_dind_already_applied() -> None:
     facts = facts_for(
         "host-hybrid", cgroup_root="/sys/fs/cgroup", root_entries=entries, securityfs_dir=False
     )
-    plan = make_plan(facts)
-    statuses = {(a.describe(), a.status) for a in plan.actions if a.step == "cgroup-mounts"}
+    planned = plan(facts)
+    statuses = {(a.describe(), a.status) for a in planned.actions if a.step == "cgroup-mounts"}
     assert all(status == "satisfied" for _, status in statuses), statuses
     assert len(statuses) == 2 + 2 * 10
-    assert [a.step for a in plan.actions if a.status == "pending"] == [
+    assert [a.step for a in planned.actions if a.status == "pending"] == [
         "environment",
         "tmp",
         "rshared",
@@ -105,7 +123,7 @@ def test_this_host_with_dind_already_applied() -> None:
 def test_systemd_v1_comounted_controllers_get_symlinks() -> None:
     facts = facts_for("systemd-v1")
     link = "cgroup-mounts"
-    assert rows(facts) == [
+    assert rows(facts, NO_CONFINE) == [
         ("environment", "pending", "export container=docker"),
         ("securityfs", "satisfied", "mount -t securityfs securityfs /sys/kernel/security"),
         ("tmp", "pending", "mount -t tmpfs -o mode=1777 tmpfs /tmp"),
@@ -157,7 +175,7 @@ def test_systemd_v1_in_place_is_recognised_including_its_symlinks() -> None:
     ):
         entries[d] = "dir"
     facts = facts_for("systemd-v1", cgroup_root="/sys/fs/cgroup", root_entries=entries)
-    actions = make_plan(facts).actions
+    actions = plan(facts).actions
     links = {a.describe(): (a.status, a.note) for a in actions if a.kind == "symlink"}
     assert links == {
         "ln -s net_cls,net_prio /sys/fs/cgroup/net_cls": ("satisfied", "link already there"),
@@ -199,6 +217,7 @@ def test_pure_v2_private_namespace_mounts_cgroup2_on_the_root_and_nests() -> Non
     facts = facts_for("v2-privatens", cgroup2_controllers=controllers, cgroup2_subtree=())
     assert rows(facts) == [
         *HEAD,
+        AT_ROOT,
         ("cgroup-mounts", "pending", "mkdir /cgroup"),
         ("cgroup-mounts", "pending", "mount -t cgroup2 cgroup2 /cgroup"),
         (
@@ -209,7 +228,7 @@ def test_pure_v2_private_namespace_mounts_cgroup2_on_the_root_and_nests() -> Non
         ),
         RSHARED,
     ]
-    assert make_plan(facts).warnings == []  # no devices warning on pure v2
+    assert plan(facts).warnings == []  # no devices warning on pure v2
 
 
 def test_pure_v2_host_namespace_with_cgroup2_root_already_mounted() -> None:
@@ -220,7 +239,7 @@ def test_pure_v2_host_namespace_with_cgroup2_root_already_mounted() -> None:
         cgroup2_controllers=("memory", "pids"),
         cgroup2_subtree=("memory", "pids"),
     )
-    got = [(s, st, d) for s, st, d in rows(facts) if s.startswith("cgroup")]
+    got = [(s, st, d) for s, st, d in rows(facts, NO_CONFINE) if s.startswith("cgroup")]
     assert got == [
         ("cgroup-mounts", "satisfied", "mkdir /sys/fs/cgroup"),
         ("cgroup-mounts", "satisfied", "mount -t cgroup2 cgroup2 /sys/fs/cgroup"),
@@ -239,6 +258,7 @@ def test_v2_view_on_hybrid_kernel_mounts_v1_and_nests() -> None:
     assert facts.sys_fs_cgroup == "cgroup2"
     assert rows(facts) == [
         *HEAD,
+        AT_ROOT,
         ("cgroup-mounts", "pending", "mkdir /cgroup"),
         ("cgroup-mounts", "pending", ROOT_TMPFS),
         *DOCKER_V1,
@@ -252,7 +272,7 @@ def test_v2_view_on_hybrid_kernel_mounts_v1_and_nests() -> None:
 
 
 def test_hybrid_host_does_not_nest() -> None:
-    kinds = {a.step for a in make_plan(facts_for("host-hybrid")).actions}
+    kinds = {a.step for a in plan(facts_for("host-hybrid")).actions}
     assert "cgroup-nesting" not in kinds
 
 
@@ -266,7 +286,7 @@ def test_something_else_on_a_target_is_a_conflict_never_a_stacked_mount() -> Non
     table = mountinfo.MountTable(mountinfo.parse(text))
     entries = {"memory": "dir", "cpu": "dir", "cpuacct": "dir", "pids": "link:/etc"}
     facts = facts_for("container-v1-privatens", mounts=table, root_entries=entries)
-    by_target = {a.describe(): (a.status, a.note) for a in make_plan(facts).actions}
+    by_target = {a.describe(): (a.status, a.note) for a in plan(facts).actions}
     assert by_target[ROOT_TMPFS] == ("satisfied", "tmpfs already mounted")
     assert by_target["mount -t cgroup -o memory cgroup /cgroup/memory"] == (
         "conflict",
@@ -295,7 +315,7 @@ def test_cgroup_filesystem_at_the_root_stops_v1_planning() -> None:
     facts = facts_for(
         "container-v2-view", mounts=mountinfo.MountTable(mountinfo.parse(text)), root_entries={}
     )
-    cg = [a for a in make_plan(facts).actions if a.step == "cgroup-mounts"]
+    cg = [a for a in plan(facts).actions if a.step == "cgroup-mounts"]
     assert [(a.describe(), a.status) for a in cg] == [
         ("mkdir /cgroup", "satisfied"),
         (ROOT_TMPFS, "conflict"),
@@ -313,7 +333,7 @@ def test_cgroup_filesystem_at_the_root_stops_v1_planning() -> None:
 def test_two_lines_claiming_one_name_under_the_root_is_an_error(text: str, line: int) -> None:
     facts = facts_for("host-hybrid", hierarchies=proccgroup.parse(text, "f"), proc_cgroup="f")
     with pytest.raises(ParseError) as err:
-        make_plan(facts)
+        plan(facts)
     assert err.value.source == "f" and err.value.lineno == line
 
 
@@ -326,30 +346,28 @@ def test_two_lines_claiming_one_name_under_the_root_is_an_error(text: str, line:
 )
 def test_devices_warnings_of_the_2015_script(text: str, warning: str) -> None:
     facts = facts_for("host-hybrid", hierarchies=proccgroup.parse(text))
-    ((step, got),) = make_plan(facts).warnings
+    ((step, got),) = plan(facts).warnings
     assert step == "cgroup-mounts" and warning in got
 
 
 def test_skipped_steps_plan_nothing() -> None:
     facts = facts_for("container-v2-view", cgroup2_controllers=("hugetlb",))
-    steps = {
-        a.step
-        for a in make_plan(facts, frozenset({"tmp", "cgroup-mounts", "cgroup-nesting"})).actions
-    }
+    skipped = frozenset({"tmp", "cgroup-mounts", "cgroup-nesting", "cgroup-confine"})
+    steps = {a.step for a in plan(facts, skipped).actions}
     assert steps == {"environment", "securityfs", "rshared"}
 
 
 def test_files_in_tmp_give_a_warning_and_a_set_container_is_kept() -> None:
     facts = facts_for("container-v1-hostns", tmp_entries=("a", "b", "c", "d"), container="podman")
-    plan = make_plan(facts)
-    assert plan.warnings == [
+    planned = plan(facts)
+    assert planned.warnings == [
         (
             "tmp",
             "the tmpfs on /tmp hides what /tmp holds now (a, b, c, ...); "
             "--skip tmp keeps it visible",
         )
     ]
-    assert (plan.actions[0].status, plan.actions[0].note) == (
+    assert (planned.actions[0].status, planned.actions[0].note) == (
         "satisfied",
         "container=podman already set",
     )
@@ -358,12 +376,14 @@ def test_files_in_tmp_give_a_warning_and_a_set_container_is_kept() -> None:
 def test_render_text_and_json_show_the_same_actions_in_order() -> None:
     import json
 
-    plan = make_plan(facts_for("systemd-inverted", securityfs_dir=False))
-    text = render(plan, ["hack/make.sh", "binary", "a b"])
+    planned = plan(facts_for("systemd-inverted", securityfs_dir=False), NO_CONFINE)
+    planned.command = ["hack/make.sh", "binary", "a b"]
+    text = render(planned)
     lines = text.splitlines()
     assert lines[0].split() == ["environment", "pending", "export", "container=docker"]
     assert lines[-1].split(None, 2) == ["exec", "pending", "hack/make.sh binary 'a b'"]
-    objs = [json.loads(x) for x in render(plan, ["true"], "json").splitlines()]
+    planned.command = ["true"]
+    objs = [json.loads(x) for x in render(planned, "json").splitlines()]
     assert len(objs) == len(lines)
     assert objs[5] == {
         "step": "cgroup-mounts",
@@ -375,3 +395,41 @@ def test_render_text_and_json_show_the_same_actions_in_order() -> None:
         "status": "pending",
     }
     assert objs[-1] == {"step": "exec", "action": "exec", "argv": ["true"], "status": "pending"}
+
+
+def test_pure_v2_host_namespace_is_confined_by_replacing_the_hosts_tree() -> None:
+    """cgroup2 on /sys/fs/cgroup shows the host's root: after unshare it is mounted anew,
+    rooted at the container's group, and nesting reads that new root when it runs."""
+    facts = facts_for(
+        "v2-hostns",
+        cgroup_root="/sys/fs/cgroup",
+        root_entries={},
+        cgroup2_controllers=("memory", "pids"),
+        cgroup2_subtree=("memory", "pids"),
+    )
+    got = [r for r in rows(facts) if r[0] in ("cgroup-confine", "cgroup-nesting")]
+    assert got == [
+        CONFINED,
+        ("cgroup-confine", "pending", "umount -l /sys/fs/cgroup"),
+        ("cgroup-confine", "pending", "mount -t cgroup2 cgroup2 /sys/fs/cgroup"),
+        (
+            "cgroup-nesting",
+            "pending",
+            "move processes of /sys/fs/cgroup into init/, enable all controllers in "
+            "cgroup.subtree_control",
+        ),
+    ]
+
+
+def test_a_v1_tree_shown_from_above_the_container_is_replaced() -> None:
+    """systemd's PID 1 sits in /init.scope of name=systemd: that hierarchy, mounted from /,
+    would put nested groups beside it; the co-mounted ones at / are left alone."""
+    facts = facts_for("systemd-v1")
+    replaced = [r[2] for r in rows(facts) if r[0] == "cgroup-confine" and "umount" in r[2]]
+    own = {h.options for h in facts.hierarchies if h.path != "/"}
+    assert replaced == [
+        f"umount -l /sys/fs/cgroup/{'unified' if o == '' else o.removeprefix('name=')}"
+        for o in ["", "name=systemd", "cpu,cpuacct", "blkio", "devices", "pids", "memory"]
+        if o in own
+    ]
+    assert replaced

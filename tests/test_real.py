@@ -256,7 +256,7 @@ def nest_best_effort_then_strict(
 ) -> subprocess.CompletedProcess[str]:
     """In ``group``, with cgroup2 on /sys/fs/cgroup: dind once best effort (its status is
     printed), then once with --strict (the sandbox's own status)."""
-    run = f"--skip securityfs,tmp,rshared --cgroup-root {scratch}/cg -- true"
+    run = f"--skip securityfs,tmp,rshared,cgroup-remount --cgroup-root {scratch}/cg -- true"
     script = (
         f"umount -R /sys/fs/cgroup && mount -t cgroup2 {mount_options} cgroup2 /sys/fs/cgroup"
         f' && "$DIND" {run}; echo "best-effort=$?"; exec "$DIND" --strict {run}'

@@ -7,8 +7,6 @@ alone: 0 when nothing blocks dind and a nested dockerd, 1 when something does.
 
 from __future__ import annotations
 
-import sys
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dind.log import Log
@@ -18,20 +16,18 @@ WORKS = 0
 BLOCKED = 1
 
 
-def check(settings: Settings, log: Log) -> int:
-    """Print the report on stdout (logs stay on stderr); return the exit status."""
+def check(settings: Settings, log: Log) -> tuple[str, int]:
+    """The report for stdout (logs stay on stderr), and the exit status."""
     from dind.check.analyse import analyse
+    from dind.check.gather import gather
     from dind.check.report import render_json, render_text
-    from dind.check.snapshot import gather
 
     snapshot = gather(settings)
     for path, error in sorted(snapshot.errors.items()):
         log.debug(f"--check: cannot read {path}: {error}", path=path)
-    report = analyse(snapshot, settings.skip, settings.strict)
+    report = analyse(snapshot, settings)
     render = render_json if settings.log_format == "json" else render_text
-    sys.stdout.write(render(report))
-    sys.stdout.flush()
-    return WORKS if report.ok else BLOCKED
+    return render(report), WORKS if report.ok else BLOCKED
 
 
 __all__ = ["BLOCKED", "WORKS", "check"]

@@ -8,19 +8,24 @@ a nested dockerd cannot work). Where the snapshot cannot tell, the value is
 
 from __future__ import annotations
 
+from dind import confine, steps
 from dind.check import procfs
-from dind.check.env import Env, denies_mount
-from dind.check.outcomes import DONE, PRIVILEGED, plan_area
+from dind.check.env import Env, active_lsms, denies_mount
+from dind.check.gather import IP_FORWARD, KERNEL_CONFIG, TABLE_NAMES
+from dind.check.model import Snapshot
+from dind.check.predict import plan_area
 from dind.check.report import AREAS, Findings, Report
-from dind.check.snapshot import (
-    IP_FORWARD,
-    KERNEL_CONFIG,
-    SYS_FS_CGROUP,
-    TABLE_NAMES,
-    UNIFIED,
-    Snapshot,
-)
-from dind.plan import SECURITYFS, TMP, Plan
+from dind.errors import DindError
+from dind.facts import Facts, from_evidence
+from dind.namespaces import is_initial
+from dind.paths import SECURITYFS, SYS_FS_CGROUP, TMP, UNIFIED
+from dind.plan import Plan
+from dind.policy import DONE
+from dind.policy import PRIVILEGED_HINT as PRIVILEGED
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dind.settings import Settings
 
 MOUNT_PROC = "run the check where /proc is mounted (docker does)"
 DOCKER_NEEDS = ("CAP_NET_ADMIN", "CAP_SYS_CHROOT", "CAP_MKNOD")
@@ -139,11 +144,14 @@ def _cgroup(env: Env, found: Findings) -> dict[str, object]:
     return section
 
 
-def _namespaces(env: Env, found: Findings) -> dict[str, object]:
+def _namespaces(
+    env: Env, found: Findings, facts: Facts | None, skip: frozenset[str]
+) -> dict[str, object]:
     snap = env.snap
-    pid_initial = procfs.is_initial("pid", env.link("pid"))
+    pid_initial = is_initial("pid", env.link("pid"))
     pid = {None: "unknown", True: "host", False: "private"}[pid_initial]
     user = {None: "unknown", True: "child", False: "initial"}[env.user_ns]
+    inside, landing = (None, "no plan could be made") if facts is None else confine.landing(facts)
     section: dict[str, object] = {
         "cgroup": env.cgroupns,
         "cgroup_evidence": env.cgroupns_evidence,
@@ -151,36 +159,39 @@ def _namespaces(env: Env, found: Findings) -> dict[str, object]:
         "user": user,
         "links": {k: v.link for k, v in snap.namespaces.items()},
         "owners": {k: v.owner for k, v in snap.namespaces.items() if k != "user"},
+        "nested_cgroups": {None: "unknown", True: "inside", False: "outside"}[inside],
+        "nested_cgroups_evidence": landing,
     }
-    evidence = env.cgroupns_evidence
-    private = "docker run --cgroupns private"
-    if env.mode == "v2" and env.cgroupns == "host":
-        found.warning(
-            "cgroup",
-            "host",
-            f"{evidence}. With cgroup v2 and the host's namespace, /sys/fs/cgroup is the "
-            "host's tree: a nested dockerd creates its groups among the host's, and dind's "
-            "nesting step works on the host's root group (see processes)",
-            f"{private} (docker's default on cgroup v2 hosts), or --skip cgroup-nesting",
+    found.ok("cgroup", env.cgroupns, env.cgroupns_evidence)
+    confines = steps.CGROUP_CONFINE not in skip and facts is not None and facts.cgroupns
+    if inside is False and confines:
+        found.ok(
+            "nested_cgroups",
+            "outside, confined by dind",
+            f"nested containers would land outside this container's cgroup ({landing}); "
+            "dind's cgroup-confine step gives itself a cgroup namespace rooted at this "
+            "container's group, so they land inside it (outcome: see the plan)",
         )
-    elif env.mode == "v2" and env.cgroupns == "unknown":
+    elif inside is False:
+        why = "--skip cgroup-confine" if steps.CGROUP_CONFINE in skip else "no cgroup namespaces"
         found.warning(
-            "cgroup",
+            "nested_cgroups",
+            f"outside ({why})",
+            f"nested containers would land outside this container's cgroup ({landing}): "
+            "outside its limits, unseen by its accounting",
+            "do not --skip cgroup-confine"
+            if steps.CGROUP_CONFINE in skip
+            else "a kernel with cgroup namespaces; dind dockerd then passes --cgroup-parent",
+        )
+    elif inside is None:
+        found.warning(
+            "nested_cgroups",
             "unknown",
-            f"{evidence}. If it is the host's namespace, nesting would touch the host's tree",
-            private,
-        )
-    elif env.cgroupns == "host" and not env.init_at_root:
-        found.warning(
-            "cgroup",
-            "host",
-            f"{evidence}. dind mounts the v1 hierarchies as this namespace shows them, "
-            "from the host's root: nested containers' groups land beside this container's, "
-            "outside its limits",
-            f"{private} keeps them inside this container's groups",
+            f"where nested containers' cgroups would land cannot be told: {landing}",
+            "run the check where /proc is mounted",
         )
     else:
-        found.ok("cgroup", env.cgroupns, evidence)
+        found.ok("nested_cgroups", "inside", landing)
     meaning = {
         "host": "the initial PID namespace (the host itself, or docker run --pid host): "
         "the host's processes are visible here",
@@ -332,7 +343,7 @@ def _mounts(
     section: dict[str, object] = {
         "root_propagation": propagation,
         "securityfs": securityfs,
-        "securityfs_dir": env.snap.securityfs_dir,
+        "securityfs_dir": env.snap.evidence.securityfs_dir,
         "tmp": None if tmp is None else tmp.fstype,
     }
     steps = {a.step for a in ([] if plan is None else plan.actions)}
@@ -358,7 +369,7 @@ def _mounts(
             "do not --skip rshared",
         )
 
-    apparmor = (env.snap.text("/sys/module/apparmor/parameters/enabled") or "").strip() == "Y"
+    apparmor = env.apparmor
     if securityfs:
         found.ok("securityfs", "mounted", "a nested dockerd can load AppArmor profiles through it")
     elif "securityfs" in steps:
@@ -556,25 +567,10 @@ def _network(env: Env, found: Findings) -> dict[str, object]:
     return section
 
 
-def _sysfs(snap: Snapshot) -> bool:
-    """Whether /sys was there to look at (a missing file under it then means absent)."""
-    return snap.statfs.get(SYS_FS_CGROUP) is not None or bool(snap.sys_modules)
-
-
 def _lsm(env: Env, found: Findings) -> dict[str, object]:
     snap = env.snap
-    active_text = snap.text("/sys/kernel/security/lsm")
-    active = None if active_text is None else [s for s in active_text.strip().split(",") if s]
-    enabled = snap.text("/sys/module/apparmor/parameters/enabled")
-    apparmor: bool | None
-    if active is not None:
-        apparmor = "apparmor" in active
-    elif enabled is not None:
-        apparmor = enabled.strip() == "Y"
-    elif "/sys/module/apparmor/parameters/enabled" in snap.errors or not _sysfs(snap):
-        apparmor = None
-    else:
-        apparmor = False  # /sys/module/apparmor exists whenever AppArmor is built in
+    active = active_lsms(snap)
+    apparmor = env.apparmor
     label = procfs.security_label(snap.text("/proc/self/attr/current"))
     enforce = snap.text("/sys/fs/selinux/enforce")
     selinux: bool | None
@@ -587,7 +583,7 @@ def _lsm(env: Env, found: Findings) -> dict[str, object]:
     else:
         selinux = None
     enforcing = None if enforce is None else enforce.strip() == "1"
-    profile = env.apparmor_profile if apparmor else None
+    profile = env.apparmor_profile
     section: dict[str, object] = {
         "active": active,
         "apparmor": {"enabled": apparmor, "profile": profile},
@@ -653,15 +649,20 @@ def _lsm(env: Env, found: Findings) -> dict[str, object]:
     return section
 
 
-def analyse(snap: Snapshot, skip: frozenset[str] = frozenset(), strict: bool = False) -> Report:
+def analyse(snap: Snapshot, settings: Settings) -> Report:
     """The whole report for ``snap``, honouring ``--skip`` and ``--strict`` as a real run would."""
     env = Env(snap)
+    skip = settings.skip
+    try:
+        facts: Facts | None = from_evidence(snap.evidence, settings, everything=True)
+    except DindError:
+        facts = None
     found = {area: Findings(area) for area in AREAS}
     sections: dict[str, object] = {}
     sections["cgroup"] = _cgroup(env, found["cgroup"])
-    sections["namespaces"] = _namespaces(env, found["namespaces"])
+    sections["namespaces"] = _namespaces(env, found["namespaces"], facts, skip)
     sections["privileges"] = _privileges(env, found["privileges"])
-    rows, plan = plan_area(env, found["plan"], skip, strict)
+    rows, plan = plan_area(env, found["plan"], settings)
     sections["mounts"] = _mounts(env, found["mounts"], plan, skip)
     sections["plan"] = rows
     sections["processes"] = _processes(env, found["processes"], rows)

@@ -1,20 +1,120 @@
-"""Capture this environment for ``--check``: ``python -m dind.check.capture DIR``.
+"""Captures for ``--check``: ``python -m dind.check.capture DIR``, and reading them back.
 
-Writes what ``gather`` reads (files at their own paths under DIR, the rest in
-DIR/probes.json), so a report can be reproduced elsewhere: the fixtures under
+``save`` writes what ``gather`` read (files at their own paths under DIR, the rest
+in DIR/probes.json), so a report can be reproduced elsewhere: the fixtures under
 tests/fixtures/check/ were made this way, and a bug report can attach one.
-Reads only; the capture holds process names and command lines, mount paths and
-kernel options of this machine.
+``load`` reads one back; probes a capture predates read as unknown. Reads only;
+the capture holds process names, PID 1's command line, mount paths and kernel
+options of this machine.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
+from dind.check.model import Namespace, Proc, Snapshot
+from dind.facts import Evidence
+
+PROBES = "probes.json"
+
+
+def _daemon_json(snapshot: Snapshot) -> dict[str, object] | None:
+    daemon = snapshot.evidence.daemon
+    return None if daemon is None else daemon.to_json()
+
+
+def save(snapshot: Snapshot, directory: str) -> None:
+    """Write ``snapshot`` as a capture directory: each file at its path, the rest in probes.json."""
+    ev = snapshot.evidence
+    for path, text in ev.files.items():
+        target = os.path.join(directory, path.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(text)
+    probes = {
+        "errors": ev.errors,
+        "statfs": ev.statfs,
+        "writable": snapshot.writable,
+        "namespaces": {
+            k: {"link": v.link, "owner": v.owner} for k, v in snapshot.namespaces.items()
+        },
+        "links": {k: v for k, v in ev.links.items() if not k.startswith("self/")},
+        "euid": snapshot.euid,
+        "pid": snapshot.pid,
+        "processes": [p.to_json() for p in snapshot.processes.values()],
+        "container": ev.container,
+        "cgroup_root": ev.cgroup_root,
+        "root_entries": ev.root_entries,
+        "root_symlink": ev.root_symlink,
+        "tmp_entries": list(ev.tmp_entries),
+        "securityfs_dir": ev.securityfs_dir,
+        "sys_modules": list(snapshot.sys_modules),
+        "release": snapshot.release,
+        "proc_cgroup_source": ev.proc_cgroup_source,
+        "runtime": snapshot.runtime,
+        "keyring": snapshot.keyring,
+        "daemon": _daemon_json(snapshot),
+    }
+    with open(os.path.join(directory, PROBES), "w", encoding="utf-8") as f:
+        json.dump(probes, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def load(directory: str) -> Snapshot:
+    """Read a capture directory written by ``save`` (a README.md there is ignored)."""
+    from dind.daemon.facts import DaemonEvidence
+
+    with open(os.path.join(directory, PROBES), encoding="utf-8") as f:
+        probes = json.load(f)
+    files: dict[str, str] = {}
+    for top, _dirs, names in os.walk(directory):
+        for name in names:
+            full = os.path.join(top, name)
+            rel = os.path.relpath(full, directory)
+            if rel in (PROBES, "README.md"):
+                continue
+            with open(full, encoding="utf-8", errors="surrogateescape") as f:
+                files["/" + rel] = f.read()
+    processes = {}
+    for p in probes["processes"]:
+        proc = Proc(p["pid"], p["name"], tuple(p["cmdline"]), p.get("ppid"), p.get("error"))
+        processes[proc.pid] = proc
+    namespaces = {k: Namespace(v["link"], v["owner"]) for k, v in probes["namespaces"].items()}
+    links: dict[str, str | None] = {f"self/{k}": v.link for k, v in namespaces.items()}
+    links.update(probes.get("links", {}))
+    daemon = probes.get("daemon")
+    evidence = Evidence(
+        files=files,
+        errors=probes["errors"],
+        statfs=probes["statfs"],
+        cgroup_root=probes["cgroup_root"],
+        root_entries=probes["root_entries"],
+        root_symlink=probes.get("root_symlink"),
+        tmp_entries=tuple(probes["tmp_entries"]),
+        securityfs_dir=probes["securityfs_dir"],
+        container=probes["container"],
+        proc_cgroup_source=probes["proc_cgroup_source"],
+        links=links,
+        daemon=None if daemon is None else DaemonEvidence.from_json(daemon),
+    )
+    return Snapshot(
+        evidence=evidence,
+        writable=probes["writable"],
+        namespaces=namespaces,
+        euid=probes["euid"],
+        pid=probes["pid"],
+        processes=processes,
+        sys_modules=tuple(probes["sys_modules"]),
+        release=probes["release"],
+        runtime=probes.get("runtime", {}),
+        keyring=probes.get("keyring"),
+    )
+
 
 def main(argv: list[str] | None = None) -> int:
-    from dind.check.snapshot import gather, save
+    from dind.check.gather import gather
     from dind.settings import Settings
 
     args = sys.argv[1:] if argv is None else argv

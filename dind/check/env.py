@@ -1,7 +1,8 @@
 """The snapshot parsed once into what every area of the report asks about. Pure.
 
 The questions that need care live here: which cgroup layout /sys/fs/cgroup has,
-whether the cgroup namespace is the host's, and whether mount(2) is allowed at all.
+whether the cgroup namespace is the host's, whether mount(2) is allowed at all,
+and whether AppArmor is on.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import contextlib
 
 from dind import mountinfo, proccgroup
 from dind.check import procfs
-from dind.check.snapshot import MOUNTINFO, PROC_1_CGROUP, SYS_FS_CGROUP, UNIFIED, Snapshot
+from dind.check.model import Snapshot
 from dind.errors import DindError
+from dind.namespaces import is_initial
+from dind.paths import MOUNTINFO, PROC_1_CGROUP, PROC_SELF_CGROUP, SYS_FS_CGROUP, UNIFIED
 
 CGROUP_FS = ("cgroup", "cgroup2")
 
@@ -25,12 +28,11 @@ class Env:
         self.cap_eff = procfs.cap_mask(status.get("CapEff"))
         self.cap_bnd = procfs.cap_mask(status.get("CapBnd"))
         self.sys_admin = procfs.has_cap(self.cap_eff, "CAP_SYS_ADMIN")
-        last = (snap.text("/proc/sys/kernel/cap_last_cap") or "").strip()
-        self.cap_last = int(last) if last.isdigit() else None
+        self.cap_last = procfs.cap_last(snap.text("/proc/sys/kernel/cap_last_cap"))
 
         uid_text = snap.text("/proc/self/uid_map")
         self.uid_map = None if uid_text is None else procfs.id_map(uid_text)
-        initial = procfs.is_initial("user", self.link("user"))
+        initial = is_initial("user", self.link("user"))
         if initial is None and self.uid_map is not None:
             initial = self.uid_map == procfs.FULL_ID_MAP
         self.user_ns: bool | None = None if initial is None else not initial
@@ -53,20 +55,20 @@ class Env:
         try:
             if text is None:
                 error = snap.errors.get(PROC_1_CGROUP, "missing")
-                self.hierarchies_error = f"{snap.proc_cgroup_source}: {error}"
+                self.hierarchies_error = f"{snap.evidence.proc_cgroup_source}: {error}"
             else:
-                self.hierarchies = proccgroup.parse(text, snap.proc_cgroup_source)
+                self.hierarchies = proccgroup.parse(text, snap.evidence.proc_cgroup_source)
         except DindError as err:
             self.hierarchies_error = str(err)
         # Only a clue for the namespace verdict: "unknown" covers its absence.
         self.own_cgroups: list[proccgroup.Hierarchy] | None = None
         with contextlib.suppress(DindError):
-            self.own_cgroups = proccgroup.parse(snap.text("/proc/self/cgroup") or "", "self")
+            self.own_cgroups = proccgroup.parse(snap.text(PROC_SELF_CGROUP) or "", "self")
 
         fs_text = snap.text("/proc/filesystems")
         self.filesystems = None if fs_text is None else procfs.filesystems(fs_text)
-        self.sys_fs_cgroup = snap.statfs.get(SYS_FS_CGROUP)
-        self.unified = snap.statfs.get(UNIFIED)
+        self.sys_fs_cgroup = snap.evidence.statfs.get(SYS_FS_CGROUP)
+        self.unified = snap.evidence.statfs.get(UNIFIED)
         self.mode = cgroup_mode(self.sys_fs_cgroup, self.unified)
         self.init_at_root = bool(self.hierarchies) and all(
             h.path == "/" for h in self.hierarchies or []
@@ -75,7 +77,9 @@ class Env:
         self.cgroupns, self.cgroupns_evidence = cgroup_namespace(
             self.link("cgroup"), self.own_cgroups, self.mounts, self.init_at_root
         )
-        self.apparmor_profile = apparmor_profile(snap)
+        self.apparmor = apparmor_enabled(snap)
+        """AppArmor is on: decided here alone (None when it cannot be told)."""
+        self.apparmor_profile = apparmor_profile(snap) if self.apparmor else None
 
     def link(self, kind: str) -> str | None:
         ns = self.snap.namespaces.get(kind)
@@ -115,7 +119,7 @@ def cgroup_mode(sys_fs_cgroup: str | None, unified: str | None) -> str:
 
 
 def _hierarchy_of(
-    m: mountinfo.Mount, hierarchies: list[proccgroup.Hierarchy]
+    m: mountinfo.MountEntry, hierarchies: list[proccgroup.Hierarchy]
 ) -> proccgroup.Hierarchy | None:
     if m.fstype == "cgroup2":
         return next((h for h in hierarchies if h.unified), None)
@@ -140,8 +144,8 @@ def cgroup_namespace(
     a larger tree (docker's ``--cgroupns host``). ``0::/`` alone proves nothing: the
     host's own root group shows it too.
     """
-    escaped: list[mountinfo.Mount] = []
-    above: list[mountinfo.Mount] = []
+    escaped: list[mountinfo.MountEntry] = []
+    above: list[mountinfo.MountEntry] = []
     for m in [] if mounts is None else mounts.mounts:
         if m.fstype not in CGROUP_FS:
             continue
@@ -151,7 +155,7 @@ def cgroup_namespace(
         h = None if own is None else _hierarchy_of(m, own)
         if m.root != "/" and h is not None and (h.path + "/").startswith(m.root + "/"):
             above.append(m)
-    initial = procfs.is_initial("cgroup", link)
+    initial = is_initial("cgroup", link)
     if initial:
         where = "; PID 1 is in the root group: this is the host itself" if init_at_root else ""
         return "host", f"{link} is the initial cgroup namespace{where}"
@@ -179,14 +183,36 @@ def cgroup_namespace(
     )
 
 
+def _sysfs(snap: Snapshot) -> bool:
+    """Whether /sys was there to look at (a missing file under it then means absent)."""
+    return snap.evidence.statfs.get(SYS_FS_CGROUP) is not None or bool(snap.sys_modules)
+
+
+def active_lsms(snap: Snapshot) -> list[str] | None:
+    """/sys/kernel/security/lsm, the kernel's own list of active security modules."""
+    text = snap.text("/sys/kernel/security/lsm")
+    return None if text is None else [s for s in text.strip().split(",") if s]
+
+
+def apparmor_enabled(snap: Snapshot) -> bool | None:
+    """The one answer to "is AppArmor on": the LSM list, else the module's parameter."""
+    active = active_lsms(snap)
+    if active is not None:
+        return "apparmor" in active
+    enabled = snap.text("/sys/module/apparmor/parameters/enabled")
+    if enabled is not None:
+        return enabled.strip() == "Y"
+    if "/sys/module/apparmor/parameters/enabled" in snap.errors or not _sysfs(snap):
+        return None
+    return False  # /sys/module/apparmor exists whenever AppArmor is built in
+
+
 def apparmor_profile(snap: Snapshot) -> str | None:
-    """The AppArmor profile confining this process, when AppArmor is the LSM answering."""
+    """The AppArmor profile confining this process (AppArmor being on)."""
     own = procfs.security_label(snap.text("/proc/self/attr/apparmor/current"))
     if own is not None:
         return own
-    if (snap.text("/sys/module/apparmor/parameters/enabled") or "").strip() == "Y":
-        return procfs.security_label(snap.text("/proc/self/attr/current"))
-    return None
+    return procfs.security_label(snap.text("/proc/self/attr/current"))
 
 
 def denies_mount(profile: str | None) -> bool:

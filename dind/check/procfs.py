@@ -53,20 +53,6 @@ CAPABILITIES = (
 )
 """Capability names by bit number (include/uapi/linux/capability.h, up to CAP_LAST_CAP 40)."""
 
-INITIAL_NAMESPACE = {
-    "ipc": 0xEFFFFFFF,
-    "uts": 0xEFFFFFFE,
-    "user": 0xEFFFFFFD,
-    "pid": 0xEFFFFFFC,
-    "cgroup": 0xEFFFFFFB,
-    "time": 0xEFFFFFFA,
-}
-"""Fixed inode numbers of the initial namespaces (include/linux/proc_ns.h, PROC_*_INIT_INO).
-
-Any other number is a namespace created later. mnt and net have no fixed number
-on older kernels, so they are not listed.
-"""
-
 FULL_ID_MAP = [(0, 0, 4294967295)]
 """uid_map of the initial user namespace: every ID maps to itself."""
 
@@ -81,31 +67,44 @@ def status_fields(text: str) -> dict[str, str]:
     return fields
 
 
+MASK_BITS = 64
+"""The kernel prints capability sets as 64-bit masks (16 hex digits)."""
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def cap_mask(value: str | None) -> int | None:
-    """A ``CapEff``-style hexadecimal mask; None if absent or not hex."""
-    if not value:
+    """A ``CapEff``-style 64-bit hexadecimal mask; None if absent, not hex, or too long."""
+    if not value or len(value) > MASK_BITS // 4 or not _HEX.issuperset(value):
         return None
-    try:
-        return int(value, 16)
-    except ValueError:
-        return None
+    return int(value, 16)
 
 
 def cap_names(mask: int) -> list[str]:
-    """Names of the bits set in ``mask``; bits past CAP_LAST_CAP are ``cap_N`` as libcap prints."""
-    names = []
-    bit = 0
-    while mask >> bit:
-        if mask >> bit & 1:
-            names.append(CAPABILITIES[bit] if bit < len(CAPABILITIES) else f"cap_{bit}")
-        bit += 1
-    return names
+    """Names of the bits set in ``mask`` (64 at most); bits past CAP_LAST_CAP are ``cap_N``,
+    as libcap prints them."""
+    return [
+        CAPABILITIES[bit] if bit < len(CAPABILITIES) else f"cap_{bit}"
+        for bit in range(MASK_BITS)
+        if mask >> bit & 1
+    ]
+
+
+def cap_last(text: str | None) -> int | None:
+    """/proc/sys/kernel/cap_last_cap: a bit number below 64, else unknown."""
+    value = (text or "").strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 2 or int(value) >= MASK_BITS:
+        return None
+    return int(value)
 
 
 def has_cap(mask: int | None, name: str) -> bool | None:
     if mask is None:
         return None
     return bool(mask >> CAPABILITIES.index(name) & 1)
+
+
+ID_MAP_LINES = 340
+"""The kernel's limit of lines in an ID map (since 4.15)."""
 
 
 def id_map(text: str) -> list[tuple[int, int, int]] | None:
@@ -115,9 +114,11 @@ def id_map(text: str) -> list[tuple[int, int, int]] | None:
         words = line.split()
         if not words:
             continue
-        if len(words) != 3 or not all(w.isdigit() for w in words):
+        if len(words) != 3 or not all(w.isascii() and w.isdigit() and len(w) <= 10 for w in words):
             return None
         entries.append((int(words[0]), int(words[1]), int(words[2])))
+        if len(entries) > ID_MAP_LINES:
+            return None
     return entries
 
 
@@ -127,22 +128,6 @@ def outside_id(entries: list[tuple[int, int, int]], inside: int) -> int | None:
         if first <= inside < first + count:
             return lower + inside - first
     return None
-
-
-def ns_inode(link: str | None) -> int | None:
-    """The number in a namespace link such as ``cgroup:[4026531835]``."""
-    if not link or not link.endswith("]") or ":[" not in link:
-        return None
-    digits = link[link.index(":[") + 2 : -1]
-    return int(digits) if digits.isdigit() else None
-
-
-def is_initial(kind: str, link: str | None) -> bool | None:
-    """True for the initial (host) namespace of ``kind``, False for another, None if unknown."""
-    number = ns_inode(link)
-    if number is None or kind not in INITIAL_NAMESPACE:
-        return None
-    return number == INITIAL_NAMESPACE[kind]
 
 
 def words(text: str | None) -> list[str]:

@@ -1,0 +1,1 @@
+"""The nested daemon: dockerd mode and --with-dockerd (issues 8, 9)."""

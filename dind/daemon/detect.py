@@ -1,0 +1,187 @@
+"""Detection for the daemon steps: pid files, daemon.json, the certs directory, addresses,
+iptables rules per backend, the default route's MTU, the data root's filesystem. Reads only.
+
+Both the real run (in dockerd mode) and ``--check`` read through ``read_daemon``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import subprocess
+
+from dind import paths
+from dind.daemon import iptables, mtu
+from dind.daemon.facts import Backend, DaemonEvidence, PidFile, directives_of
+from dind.errors import DindError
+from dind.procfile import try_read
+from dind.syscalls import fs_type, open_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dind.settings import Settings
+
+PID_PATTERNS = ("docker", "containerd")
+PID_DEPTH = 3
+"""/run/docker.pid, /run/docker/containerd/containerd.pid: dockerd's and its containerd's."""
+PROBE_TIMEOUT = 5.0
+
+
+def _pidfile(path: str) -> PidFile:
+    text, _ = try_read(path, 64)
+    word = (text or "").strip()
+    pid = int(word) if word.isascii() and word.isdigit() and 0 < int(word) < 1 << 22 else None
+    comm = None
+    if pid is not None and pid != os.getpid():
+        comm_text, _ = try_read(f"/proc/{pid}/comm", 64)
+        comm = None if comm_text is None else comm_text.strip()
+    return PidFile(path, pid, comm)
+
+
+def find_pidfiles(top: str, named: str | None) -> list[PidFile]:
+    """docker*.pid and containerd*.pid under ``top`` (and ``named``), without following symlinks."""
+    found: list[PidFile] = []
+    seen: set[str] = set()
+
+    def walk(directory: str, depth: int) -> None:
+        try:
+            fd = open_path(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            with os.scandir(fd) as it:
+                entries = [
+                    (e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False))
+                    for e in it
+                ]
+        finally:
+            os.close(fd)
+        for name, is_dir, is_file in sorted(entries):
+            path = f"{directory.rstrip('/')}/{name}"
+            if is_file and name.endswith(".pid") and name.startswith(PID_PATTERNS):
+                seen.add(path)
+                found.append(_pidfile(path))
+            elif is_dir and depth < PID_DEPTH:
+                walk(path, depth + 1)
+
+    walk(top, 1)
+    if named and named not in seen:
+        try:
+            if stat.S_ISREG(os.lstat(named).st_mode):
+                found.append(_pidfile(named))
+        except OSError:
+            pass
+    return found
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+    """Exit status and output of a probe; 127 when it cannot run at all."""
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PROBE_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        return 127, str(err)
+    return done.returncode, done.stdout + done.stderr
+
+
+def read_backend(backend: str) -> Backend:
+    """The backend's tools, the rules its ``*-save`` lists, and whether its nat table answers."""
+    import shutil
+
+    tools = {}
+    for tool in iptables.TOOLS:
+        found = shutil.which(iptables.variant(tool, backend))
+        if found:
+            tools[tool] = found
+    if "iptables" not in tools:
+        return Backend(tools, None, "not installed")
+    rules = 0
+    for save in ("iptables-save", "ip6tables-save"):
+        if save in tools:
+            status, out = _run([tools[save]])
+            if status == 0:
+                rules += iptables.count_rules(out)
+    status, out = _run([tools["iptables"], "-t", "nat", "-S"])
+    nat = None if status == 0 else (out.strip().splitlines() or ["failed"])[-1]
+    return Backend(tools, rules, nat)
+
+
+def read_mtus(route: str | None) -> dict[str, int]:
+    iface = mtu.default_interface(route)
+    if iface is None or "/" in iface or iface in (".", ".."):
+        return {}
+    text, _ = try_read(f"/sys/class/net/{iface}/mtu", 32)
+    value = (text or "").strip()
+    return {iface: int(value)} if value.isdigit() else {}
+
+
+def read_daemon(settings: Settings) -> DaemonEvidence:
+    """Read what the daemon steps need (skipped steps' inputs are not looked at)."""
+    from dind import steps
+
+    skip = set() if settings.check else settings.skip
+    try:
+        directives, config_path = directives_of(settings, None)
+    except DindError:
+        return DaemonEvidence()  # planning reports the bad flag, with the same parser
+    config_text, why = try_read(config_path, 1 << 20)
+    config_error = None if why in (None, "ENOENT") else why
+    # A bad daemon.json is reported by planning; the flags alone still locate things.
+    with contextlib.suppress(DindError):
+        directives, _ = directives_of(settings, config_text)
+    pidfiles: list[PidFile] = []
+    if steps.STALE_PID not in skip:
+        pidfiles = find_pidfiles(paths.RUN, directives.value("pidfile"))
+    tls_state = addresses = hostnames = None
+    if steps.TLS not in skip and settings.tls_certdir:
+        from dind.daemon import tls
+
+        try:
+            tls_state = tls.layout_state(settings.tls_certdir)
+        except DindError as err:
+            tls_state = f"error: {err}"
+        addresses = tls.interface_addresses()
+        hostnames = tls.hostnames()
+    backends = {}
+    if steps.IPTABLES not in skip:
+        backends = {name: read_backend(name) for name in iptables.BACKENDS}
+    route = None
+    mtus: dict[str, int] = {}
+    version = None
+    if steps.MTU not in skip:
+        route, _ = try_read("/proc/net/route", 1 << 20)
+        mtus = read_mtus(route)
+        if any(v < mtu.DEFAULT for v in mtus.values()):
+            status, out = _run([settings.dockerd_argv[0], "--version"])
+            version = out.strip() if status == 0 else None
+    data_root_fs = None
+    if steps.DATA_ROOT not in skip:
+        data_root_fs = fs_type(_existing(directives.value("data-root") or paths.DATA_ROOT))
+    return DaemonEvidence(
+        config_text=config_text,
+        config_error=config_error,
+        pidfiles=pidfiles,
+        tls_state=tls_state,
+        addresses=addresses,
+        hostnames=hostnames,
+        iptables=backends,
+        route=route,
+        mtus=mtus,
+        dockerd_version=version,
+        data_root_fs=data_root_fs,
+    )
+
+
+def _existing(path: str) -> str:
+    """``path`` or its nearest existing ancestor: where a new data root would be created."""
+    while path != "/" and not os.path.lexists(path):
+        path = os.path.dirname(path) or "/"
+    return path

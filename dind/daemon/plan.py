@@ -1,0 +1,213 @@
+"""Planning the daemon steps: actions, and the dockerd command line they make. Pure.
+
+Each step decides from evidence and says so: the flag it adds, or why it adds
+nothing. Flags are only added when dockerd was not already given that directive
+(by a flag or by daemon.json).
+"""
+
+from __future__ import annotations
+
+from dind import confine, paths, steps
+from dind.actions import CONFLICT, PENDING, REFUSED, SATISFIED, Action, Decision, RemoveFile
+from dind.daemon import iptables, mtu
+from dind.daemon.actions import LinkTools, MakeCertificates
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dind.daemon.facts import DaemonFacts
+    from dind.facts import Facts
+    from dind.plan import Plan
+    from dind.settings import Settings
+
+TLS_PORT = 2376
+PLAIN_PORT = 2375
+
+
+def _stale_pid(d: DaemonFacts) -> list[Action]:
+    actions: list[Action] = []
+    for p in d.evidence.pidfiles:
+        if p.alive:
+            note = f"PID {p.pid} is {p.comm}, running"
+            actions.append(Decision(steps.STALE_PID, f"keep {p.path}", "", SATISFIED, note))
+        else:
+            why = "no PID in it" if p.pid is None else f"PID {p.pid} is not {p.owner()} running"
+            actions.append(RemoveFile(steps.STALE_PID, p.path, note=why))
+    if not actions:
+        note = "no docker*.pid or containerd*.pid under /run"
+        actions.append(Decision(steps.STALE_PID, "no stale pid file", "", SATISFIED, note))
+    return actions
+
+
+def _data_root(d: DaemonFacts, settings: Settings) -> Action:
+    root = d.directives.value("data-root") or paths.DATA_ROOT
+    fs = d.evidence.data_root_fs
+    text = f"data root {root} not on overlayfs"
+    driver = d.directives.value("storage-driver")
+    if not settings.data_root_check:
+        return Decision(steps.DATA_ROOT, text, fs or "", SATISFIED, "DIND_DATA_ROOT_CHECK=0")
+    if driver:
+        note = f"storage driver {driver} given explicitly ({root} is on {fs or 'unknown'})"
+        return Decision(steps.DATA_ROOT, text, fs or "", SATISFIED, note)
+    if fs == "overlay":
+        why = (
+            f"{root} is on overlayfs (the container's own root filesystem): dockerd's overlay2 "
+            "cannot stack on it and falls back to the slow vfs driver, or fails at docker run; "
+            f"give it a volume (docker run -v {root} ..., or a named volume), "
+            "or set DIND_DATA_ROOT_CHECK=0"
+        )
+        return Decision(steps.DATA_ROOT, text, fs, REFUSED, why)
+    return Decision(steps.DATA_ROOT, text, fs or "", SATISFIED, f"{root} is on {fs or 'unknown'}")
+
+
+def _tls(d: DaemonFacts, settings: Settings) -> tuple[list[Action], list[str]]:
+    """The tls step's action, and the dockerd flags that use its certificates."""
+    certdir = settings.tls_certdir
+    if certdir is None:
+        note = "DOCKER_TLS_CERTDIR is not set: the unix socket only"
+        return [Decision(steps.TLS, "no TLS", "off", SATISFIED, note)], []
+    if not certdir:
+        note = "DOCKER_TLS_CERTDIR is empty: TLS off, plain TCP on 2375 (--tls=false)"
+        return [Decision(steps.TLS, "no TLS", "off", SATISFIED, note)], []
+    from dind.daemon import tls
+
+    sans = tls.server_sans(
+        d.evidence.addresses, d.evidence.hostnames, tls.parse_sans(settings.tls_san)
+    )
+    state = d.evidence.tls_state or "unknown"
+    action = MakeCertificates(steps.TLS, certdir, tuple(sans), note=f"layout: {state}")
+    if d.directives.given("tlsverify") or d.directives.given("tlscacert"):
+        return [action], []
+    ca, cert, key = tls.server_paths(certdir)
+    return [action], ["--tlsverify", "--tlscacert", ca, "--tlscert", cert, "--tlskey", key]
+
+
+def _hosts(d: DaemonFacts, settings: Settings, tls_flags: list[str]) -> tuple[Action, list[str]]:
+    if d.directives.given("host"):
+        given = d.directives.flags.get("host") or [str(d.directives.value("host"))]
+        tcp = any(h.startswith("tcp://") for h in given)
+        flags = tls_flags if tcp else []
+        note = "dockerd's own -H" + (" (TLS flags added for its tcp:// hosts)" if flags else "")
+        return Decision(steps.HOSTS, f"hosts {' '.join(given)}", "", SATISFIED, note), flags
+    flags = ["-H", paths.DOCKER_SOCKET]
+    if tls_flags:
+        flags += ["-H", f"tcp://0.0.0.0:{TLS_PORT}", *tls_flags]
+    elif settings.tls_certdir == "":
+        flags += ["-H", f"tcp://0.0.0.0:{PLAIN_PORT}"]
+        if not d.directives.given("tls"):
+            flags += ["--tls=false"]  # said explicitly, dockerd skips its 15-second warning sleep
+    return Decision(steps.HOSTS, "dockerd " + " ".join(flags), "", PENDING), flags
+
+
+def _iptables(d: DaemonFacts, settings: Settings) -> tuple[list[Action], list[str]]:
+    """The iptables step's actions, and its warnings (NAT missing: said before dockerd runs)."""
+    if d.directives.value("iptables") == "false":
+        note = "dockerd runs with --iptables=false"
+        return [Decision(steps.IPTABLES, "no iptables", "", SATISFIED, note)], []
+    origin = "DIND_IPTABLES" if settings.iptables != "auto" else ""
+    backend, why = iptables.decide(
+        settings.iptables, d.evidence.iptables, origin or "DIND_IPTABLES"
+    )
+    if backend is None:
+        note = f"{why}: dockerd keeps the image's default iptables"
+        action = Decision(steps.IPTABLES, "iptables backend", "", CONFLICT, note)
+        return [action], [
+            f"the kernel has no working NAT table ({why}); dockerd will fail to "
+            "create its NAT chains: start it with --iptables=false, or load "
+            "the nat modules on the host"
+        ]
+    found = d.evidence.iptables.get(backend)
+    tools = found.tools if found is not None else {}
+    warnings = []
+    if found is not None and found.nat is not None and found.rules is not None:
+        warnings.append(
+            f"iptables-{backend} -t nat fails here ({found.nat}): this kernel lacks NAT "
+            "support for it; dockerd will fail to create its NAT chains"
+        )
+    name = iptables.NAMES[backend]
+    if "iptables" not in tools:
+        note = f"{why}, but iptables-{backend} is not installed in this image"
+        return [
+            Decision(steps.IPTABLES, f"iptables backend {name}", backend, CONFLICT, note)
+        ], warnings
+    links = tuple((tool, path) for tool, path in tools.items())
+    return [LinkTools(steps.IPTABLES, paths.IPTABLES_DIR, links, note=f"{name}: {why}")], warnings
+
+
+def _mtu(d: DaemonFacts, settings: Settings) -> tuple[Action, list[str]]:
+    step = steps.MTU
+    if settings.mtu == "off":
+        return Decision(step, "MTU", "", SATISFIED, "DIND_MTU=off"), []
+    if d.directives.given("mtu"):
+        note = f"dockerd's own --mtu {d.directives.value('mtu')}"
+        return Decision(step, "MTU", "", SATISFIED, note), []
+    if settings.mtu != "auto":
+        value, why = int(settings.mtu), f"DIND_MTU={settings.mtu}"
+    else:
+        if not d.evidence.mtus:
+            return Decision(step, "MTU", "", SATISFIED, "no IPv4 default route: MTU left alone"), []
+        iface, value = next(iter(d.evidence.mtus.items()))
+        why = f"the default route leaves by {iface}, MTU {value}"
+        if value >= mtu.DEFAULT:
+            return Decision(
+                step, "MTU", str(value), SATISFIED, f"{why}: dockerd's default fits"
+            ), []
+    flags = ["--mtu", str(value)]
+    known = mtu.version(d.evidence.dockerd_version)
+    if (
+        known is not None
+        and known >= mtu.NETWORK_OPTS_SINCE
+        and not d.directives.given("default-network-opt")
+    ):
+        flags += ["--default-network-opt", f"bridge=com.docker.network.driver.mtu={value}"]
+        why += "; also the default of user-defined bridge networks"
+    return Decision(step, "dockerd " + " ".join(flags), str(value), PENDING, why), flags
+
+
+def plan_daemon(plan: Plan, facts: Facts, settings: Settings) -> None:
+    """Add the daemon steps to ``plan`` and make dockerd's command line (and PATH)."""
+    assert facts.daemon is not None
+    d = facts.daemon
+    skip = settings.skip
+    argv = settings.dockerd_argv
+    actions: list[Action] = []
+    if steps.STALE_PID not in skip:
+        actions += _stale_pid(d)
+    if steps.DATA_ROOT not in skip:
+        actions.append(_data_root(d, settings))
+    tls_flags: list[str] = []
+    if steps.TLS not in skip:
+        tls_actions, tls_flags = _tls(d, settings)
+        actions += tls_actions
+    if steps.HOSTS not in skip:
+        action, flags = _hosts(d, settings, tls_flags)
+        actions.append(action)
+        argv += flags
+    if steps.IPTABLES not in skip:
+        more, warnings = _iptables(d, settings)
+        actions += more
+        plan.warnings += [(steps.IPTABLES, w) for w in warnings]
+        if any(isinstance(a, LinkTools) for a in more):
+            plan.dockerd_path = [paths.IPTABLES_DIR]
+    if steps.MTU not in skip:
+        action, flags = _mtu(d, settings)
+        actions.append(action)
+        argv += flags
+    if (
+        steps.CGROUP_CONFINE not in skip
+        and not facts.cgroupns
+        and not d.directives.given("cgroup-parent")
+    ):
+        parent = confine.cgroup_parent(facts)
+        if parent is not None:
+            note = "no cgroup namespaces here: nested containers go below this container's group"
+            actions.append(
+                Decision(
+                    steps.CGROUP_CONFINE, f"dockerd --cgroup-parent {parent}", parent, PENDING, note
+                )
+            )
+            argv += ["--cgroup-parent", parent]
+    plan.actions += actions
+    if settings.with_dockerd:
+        plan.dockerd = argv
+    else:
+        plan.command = argv

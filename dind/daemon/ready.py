@@ -1,0 +1,138 @@
+"""Is the daemon answering? ``GET /_ping`` → ``OK``, the way Docker's own clients ask.
+
+``dind --ready`` is a probe for ``HEALTHCHECK`` and Kubernetes startup probes:
+0 when the daemon at ``DOCKER_HOST`` answers (honouring ``DOCKER_TLS_VERIFY`` and
+``DOCKER_CERT_PATH``; the unix socket by default), else 1 with one line why.
+With ``--timeout S`` it retries until then; without, one attempt. Either way it
+never waits past its bound. ``--with-dockerd`` waits for its daemon with the same
+``ping``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from dind import paths, signals
+from dind.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from dind.log import Log
+    from dind.settings import Settings
+
+ATTEMPT = 5.0
+"""Bound of one request, and of a probe without --timeout."""
+INTERVAL = 0.05
+READY = 0
+NOT_READY = 1
+
+
+class Endpoint:
+    """Where and how to reach a daemon: a unix socket, or http(s) with optional client certs."""
+
+    __slots__ = ("base", "cert", "socket", "verify")
+
+    def __init__(
+        self,
+        base: str,
+        socket: str | None = None,
+        verify: str | bool = False,
+        cert: tuple[str, str] | None = None,
+    ) -> None:
+        self.base = base
+        self.socket = socket
+        self.verify = verify
+        self.cert = cert
+
+    def __str__(self) -> str:
+        return f"unix://{self.socket}" if self.socket else self.base
+
+
+def endpoint(environ: Mapping[str, str]) -> Endpoint:
+    """The daemon a docker client would talk to, from DOCKER_HOST and the TLS variables."""
+    host = environ.get("DOCKER_HOST") or paths.DOCKER_SOCKET
+    if host.startswith("unix://"):
+        return Endpoint("http://docker", socket=host.removeprefix("unix://"))
+    if not host.startswith("tcp://"):
+        raise UsageError(f"DOCKER_HOST={host!r}: --ready speaks to unix:// and tcp:// daemons")
+    address = host.removeprefix("tcp://").rstrip("/")
+    certs = environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+    if environ.get("DOCKER_TLS_VERIFY"):
+        cert = (f"{certs}/cert.pem", f"{certs}/key.pem")
+        return Endpoint(f"https://{address}", verify=f"{certs}/ca.pem", cert=cert)
+    if environ.get("DOCKER_TLS"):
+        cert = (f"{certs}/cert.pem", f"{certs}/key.pem")
+        return Endpoint(f"https://{address}", cert=cert if os.path.exists(cert[0]) else None)
+    return Endpoint(f"http://{address}")
+
+
+def ping(target: Endpoint, timeout: float) -> str | None:
+    """None when ``GET /_ping`` answers ``OK`` within ``timeout``; else why not, in words."""
+    import ssl
+
+    import httpx
+
+    verify: ssl.SSLContext | bool = False
+    try:
+        if isinstance(target.verify, str):
+            verify = ssl.create_default_context(cafile=target.verify)
+            verify.check_hostname = (
+                False  # docker clients pin the CA, as docker:dind's certs expect
+            )
+        elif target.cert is not None:
+            verify = ssl.create_default_context()
+            verify.check_hostname = False
+            verify.verify_mode = ssl.CERT_NONE
+        if target.cert is not None and isinstance(verify, ssl.SSLContext):
+            verify.load_cert_chain(*target.cert)
+    except (OSError, ssl.SSLError) as err:
+        return f"TLS files: {err}"
+    transport = httpx.HTTPTransport(uds=target.socket, verify=verify)
+    try:
+        with httpx.Client(transport=transport, timeout=timeout, verify=verify) as client:
+            response = client.get(f"{target.base}/_ping")
+    except httpx.HTTPError as err:
+        return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    if response.status_code != 200 or response.text.strip() != "OK":
+        return f"HTTP {response.status_code}: {response.text.strip()[:80]!r}"
+    return None
+
+
+def wait_ready(
+    target: Endpoint, deadline: float, alive: Callable[[], bool] | None = None
+) -> str | None:
+    """Ping until the daemon answers or ``deadline`` (monotonic) passes; None when it answered.
+
+    ``alive`` is asked between attempts: a daemon that died is not waited for. A
+    terminating signal ends the wait (its number is pending for the caller).
+    """
+    why = "not tried"
+    while True:
+        left = deadline - time.monotonic()
+        why = ping(target, max(0.05, min(ATTEMPT, left))) or ""
+        if not why:
+            return None
+        if alive is not None and not alive():
+            return f"the daemon exited ({why})"
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return why
+        if signals.wait(min(INTERVAL, left)) is not None:
+            return "interrupted"
+
+
+def probe(settings: Settings, log: Log) -> int:
+    """``dind --ready``: 0 when the daemon answers, 1 (one line) when it does not."""
+    target = endpoint(os.environ)
+    bound = settings.timeout if settings.timeout is not None else ATTEMPT
+    started = time.monotonic()
+    why = wait_ready(target, started + bound)
+    if why is None:
+        log.info(f"ready: {target} answered /_ping", target=str(target))
+        return READY
+    spent = time.monotonic() - started
+    log.error(f"not ready: {target}: {why} (after {spent:.1f} s)", target=str(target))
+    return NOT_READY

@@ -1,0 +1,28 @@
+"""Well-known paths, defined once (the kernel's and Docker's own locations)."""
+
+from __future__ import annotations
+
+PROC_1_CGROUP = "/proc/1/cgroup"
+PROC_SELF_CGROUP = "/proc/self/cgroup"
+MOUNTINFO = "/proc/self/mountinfo"
+SYS_FS_CGROUP = "/sys/fs/cgroup"
+UNIFIED = "/sys/fs/cgroup/unified"
+SECURITYFS = "/sys/kernel/security"
+TMP = "/tmp"
+DEFAULT_CGROUP_ROOT = "/cgroup"
+KERNEL_TREES = ("/proc", "/sys", "/dev")
+"""Kernel-provided trees: a cgroup root there would cover kernel files (but /sys/fs/cgroup)."""
+
+RUN = "/run"
+VAR_RUN = "/var/run"
+DOCKER_SOCKET = "unix:///var/run/docker.sock"
+DAEMON_JSON = "/etc/docker/daemon.json"
+DATA_ROOT = "/var/lib/docker"
+DOCKERD_LOG = "/var/log/dockerd.log"
+DIND_RUN = "/run/dind"
+IPTABLES_DIR = "/run/dind/iptables"
+
+
+def under(path: str, tree: str) -> bool:
+    """``path`` is ``tree`` or lies below it (both normalised, absolute)."""
+    return path == tree or path.startswith(tree.rstrip("/") + "/")

@@ -1,0 +1,58 @@
+"""Set-up is not torn half-way by a signal: terminating signals wait until it is done.
+
+``hold`` blocks SIGINT, SIGTERM, SIGHUP and SIGQUIT for the whole set-up (they
+stay pending); afterwards ``arrived`` says whether one came, and dind then exits
+128+N with one line instead of starting the command. ``wait`` sleeps while
+still answering them. ``_signal`` is the C module behind ``signal``; the wrapper
+would cost an ``enum`` import at every container start.
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found,unused-ignore]
+
+SIGHUP, SIGINT, SIGQUIT, SIGTERM = 1, 2, 3, 15
+TERMINATING = frozenset({SIGHUP, SIGINT, SIGQUIT, SIGTERM})
+NAMES = {SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGTERM: "SIGTERM"}
+
+
+def hold() -> set[int]:
+    """Block the terminating signals; return the mask to give the command back."""
+    old: set[int] = set(_signal.pthread_sigmask(_signal.SIG_BLOCK, TERMINATING))
+    return old
+
+
+def arrived() -> int | None:
+    """A terminating signal that came while held (the lowest number), or None."""
+    pending = sorted(set(_signal.sigpending()) & TERMINATING)
+    return pending[0] if pending else None
+
+
+def release(old: set[int]) -> None:
+    """Give the command the mask dind started with.
+
+    SIGINT goes back to its default first: unblocked with Python's handler still
+    in place, a late one would surface as a KeyboardInterrupt traceback.
+    """
+    _signal.signal(SIGINT, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
+
+
+def wait(seconds: float) -> int | None:
+    """Sleep up to ``seconds`` unless a held terminating signal arrives: its number, or None.
+
+    The signal stays pending, so ``arrived`` still sees it afterwards.
+    """
+    if seconds <= 0:
+        return arrived()
+    info = _signal.sigtimedwait(TERMINATING, seconds)
+    if info is None:
+        return None
+    import os
+
+    os.kill(os.getpid(), info.si_signo)  # blocked: pending again
+    return int(info.si_signo)
+
+
+def name(signum: int) -> str:
+    return NAMES.get(signum, f"signal {signum}")

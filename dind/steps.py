@@ -1,0 +1,57 @@
+"""Step names, their order and their failure policy: defined once, used everywhere.
+
+Kernel steps prepare the container's view of the kernel for any nested runtime;
+daemon steps run only when dind starts a dockerd (``dind dockerd``,
+``--with-dockerd``). ``environment`` and ``host`` cannot be skipped.
+"""
+
+from __future__ import annotations
+
+HOST = "host"
+ENVIRONMENT = "environment"
+SECURITYFS = "securityfs"
+TMP = "tmp"
+CGROUP_CONFINE = "cgroup-confine"
+CGROUP_MOUNTS = "cgroup-mounts"
+CGROUP_REMOUNT = "cgroup-remount"
+CGROUP_NESTING = "cgroup-nesting"
+RSHARED = "rshared"
+STALE_PID = "stale-pid"
+DATA_ROOT = "data-root"
+TLS = "tls"
+HOSTS = "hosts"
+IPTABLES = "iptables"
+MTU = "mtu"
+EXEC = "exec"
+
+KERNEL_STEPS = (
+    SECURITYFS,
+    TMP,
+    CGROUP_CONFINE,
+    CGROUP_MOUNTS,
+    CGROUP_REMOUNT,
+    CGROUP_NESTING,
+    RSHARED,
+)
+DAEMON_STEPS = (STALE_PID, DATA_ROOT, TLS, HOSTS, IPTABLES, MTU)
+STEPS = KERNEL_STEPS + DAEMON_STEPS
+"""Accepted by ``--skip``, in the order dind runs them."""
+
+REQUIRED = frozenset({CGROUP_MOUNTS, DATA_ROOT, TLS, HOSTS})
+"""A failure here stops dind (exit 125); every other step is best effort unless --strict."""
+
+MOUNTING = (SECURITYFS, TMP, CGROUP_CONFINE, CGROUP_MOUNTS, CGROUP_REMOUNT, RSHARED)
+"""Steps that decide from the mount table: when all are skipped, it is not read."""
+
+CONSEQUENCE = {
+    SECURITYFS: "nested containers get no AppArmor profile",
+    TMP: "/tmp stays on the container's root filesystem",
+    CGROUP_CONFINE: "nested containers' cgroups land outside this container's",
+    CGROUP_REMOUNT: "a nested runtime finds read-only cgroups and cannot create its groups",
+    CGROUP_NESTING: "nested containers get no cgroup v2 controllers (no resource limits)",
+    RSHARED: "rshared volume mounts fail in nested containers",
+    STALE_PID: "dockerd refuses to start while a stale pid file is there",
+    IPTABLES: "dockerd uses the image's default iptables, which may not match the rules here",
+    MTU: "nested containers keep MTU 1500 and large transfers may hang",
+}
+"""What a failure of a best-effort step means, for warnings and ``--check``."""
