@@ -1,7 +1,10 @@
-# The dind dev image: a nested Docker daemon behind the dind entrypoint.
+# The dind image: a nested Docker daemon behind the dind entrypoint, a drop-in for
+# docker:dind (same variables, certificates layout and ports) and moby's dev flow.
 #
 #   scripts/build-image [--base IMAGE] [--tag TAG]    # offline: wheelhouse + docker build
-#   docker run --privileged IMAGE                     # a nested dockerd
+#   docker run --privileged IMAGE                     # a nested dockerd (TLS on 2376)
+#   docker run --privileged IMAGE --mtu 1400          # dockerd's own flags, docker:dind style
+#   docker run --privileged IMAGE --with-dockerd make test   # dockerd beside a command
 #   docker run --privileged IMAGE hack/make.sh binary # a build that runs containers
 #
 # Offline builds: scripts/build-image fills wheelhouse/ on the host (pip wheel) and
@@ -68,9 +71,17 @@ RUN mkdir /docker-frozen-images \
 FROM runtime
 COPY --from=build /opt/dind /opt/dind
 COPY --from=frozen /docker-frozen-images /docker-frozen-images
-ENV PATH=/opt/dind/bin:$PATH
+# docker:dind's conventions: certificates in /certs (the client's in /certs/client, for
+# other containers to mount), no arguments or dockerd flags alone mean `dockerd`.
+ENV PATH=/opt/dind/bin:$PATH \
+    DOCKER_TLS_CERTDIR=/certs \
+    DIND_DEFAULT_COMMAND=dockerd
+RUN mkdir -p /certs /certs/client \
+ && chmod 1777 /certs /certs/client
 # The nested daemon's storage must be a volume, not the container's overlay rootfs.
 VOLUME /var/lib/docker
+EXPOSE 2375 2376
+HEALTHCHECK --interval=5s --timeout=10s --start-period=60s CMD ["dind", "--ready"]
 # Mount the source to build here, as the docker-dev image did.
 WORKDIR /src
 ENTRYPOINT ["dind"]

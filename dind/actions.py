@@ -54,7 +54,8 @@ class Action(Record):
             out["note"] = self.note
         return out
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
+        """Do it; return a line saying what was done when ``describe()`` does not say it all."""
         raise NotImplementedError
 
 
@@ -75,8 +76,9 @@ class SetEnv(Action):
     def details(self) -> dict[str, object]:
         return {"variable": self.name, "value": self.value}
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         os.environ[self.name] = self.value
+        return None
 
 
 class MakeDir(Action):
@@ -95,7 +97,7 @@ class MakeDir(Action):
     def details(self) -> dict[str, object]:
         return {"target": self.path}
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         parent = os.path.dirname(self.path)
         if parent != self.path and kernel.kind(parent) is None:
             MakeDir(self.step, parent).execute(kernel)
@@ -110,6 +112,7 @@ class MakeDir(Action):
             raise SetupError(
                 f"{self.path} is {what}; dind does not mount through it", step=self.step
             )
+        return None
 
 
 class Mount(Action):
@@ -149,8 +152,9 @@ class Mount(Action):
             "options": self.data,
         }
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         kernel.mount(self.source, self.target, self.fstype, self.flags, self.data)
+        return None
 
 
 class Remount(Action):
@@ -180,8 +184,9 @@ class Remount(Action):
     def details(self) -> dict[str, object]:
         return {"target": self.target, "options": self.options}
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         kernel.mount(None, self.target, None, MS_REMOUNT | MS_BIND | self.flags, None)
+        return None
 
 
 class Umount(Action):
@@ -201,8 +206,9 @@ class Umount(Action):
     def details(self) -> dict[str, object]:
         return {"target": self.target}
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         kernel.umount(self.target)
+        return None
 
 
 class Propagation(Action):
@@ -222,8 +228,9 @@ class Propagation(Action):
     def details(self) -> dict[str, object]:
         return {"target": self.target, "propagation": "rshared"}
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         kernel.mount(None, self.target, None, MS_REC | MS_SHARED, None)
+        return None
 
 
 class Symlink(Action):
@@ -245,8 +252,9 @@ class Symlink(Action):
     def details(self) -> dict[str, object]:
         return {"target": self.path, "link": self.link_target}
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         kernel.symlink(self.link_target, self.path)
+        return None
 
 
 class UnshareCgroup(Action):
@@ -262,8 +270,9 @@ class UnshareCgroup(Action):
     def details(self) -> dict[str, object]:
         return {"namespace": "cgroup"}
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         kernel.unshare(CLONE_NEWCGROUP)
+        return None
 
 
 class NestCgroup2(Action):
@@ -300,10 +309,11 @@ class NestCgroup2(Action):
             "controllers": list(self.controllers or ()),
         }
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         from dind.nesting import nest
 
         nest(kernel, self.path, self.group, self.step)
+        return None
 
 
 class RemoveFile(Action):
@@ -322,9 +332,10 @@ class RemoveFile(Action):
     def details(self) -> dict[str, object]:
         return {"target": self.path}
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         with contextlib.suppress(FileNotFoundError):  # gone meanwhile: what was wanted
             kernel.unlink(self.path)
+        return None
 
 
 class Decision(Action):
@@ -350,5 +361,5 @@ class Decision(Action):
     def details(self) -> dict[str, object]:
         return {"decision": self.value} if self.value else {}
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         return None

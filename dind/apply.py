@@ -20,13 +20,17 @@ if TYPE_CHECKING:
 def apply(plan: Plan, kernel: Kernel, log: Log, strict: bool = False) -> None:
     """Execute the plan's pending actions; raise SetupError when dind must stop."""
 
+    said: dict[int, str] = {}
+
     def attempt(action: Action) -> SetupError | None:
         try:
-            action.execute(kernel)
+            what = action.execute(kernel)
         except OSError as err:
             return explain(action, err)
         except SetupError as err:
             return err
+        if what:
+            said[id(action)] = what
         return None
 
     def starting(step: str) -> None:
@@ -39,7 +43,7 @@ def apply(plan: Plan, kernel: Kernel, log: Log, strict: bool = False) -> None:
         action = result.action
         fields = action.fields()
         if result.outcome == DID:
-            log.info(action.describe(), **fields)
+            log.info(said.get(id(action)) or action.describe(), **fields)
             applied[action.step] = applied.get(action.step, 0) + 1
         elif result.outcome == DONE:
             note = f" ({action.note})" if action.note else ""

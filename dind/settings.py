@@ -84,7 +84,7 @@ class Settings:
         mtu: str = "auto",
         data_root_check: bool = True,
         tls_certdir: str | None = None,
-        tls_san: str = "",
+        tls_san: tuple[str, ...] = (),
     ) -> None:
         self.command = command
         self.cgroup_root = cgroup_root
@@ -238,6 +238,23 @@ def _daemon_variables(env: Mapping[str, str]) -> tuple[str, str, bool]:
     return iptables, mtu, check
 
 
+def _certdir(env: Mapping[str, str]) -> str | None:
+    """DOCKER_TLS_CERTDIR: unset (no TLS), empty (TLS off, docker:dind's opt-out), or a path."""
+    value = env.get("DOCKER_TLS_CERTDIR")
+    if value and ("\0" in value or ".." in value.split("/")):
+        raise UsageError(f"DOCKER_TLS_CERTDIR={value!r}: a path without '..' is expected")
+    return value
+
+
+def _sans(text: str) -> tuple[str, ...]:
+    """DOCKER_TLS_SAN, checked here so that garbage is a usage error before any step runs."""
+    if not text.strip():
+        return ()
+    from dind.daemon.tls import parse_sans
+
+    return tuple(parse_sans(text, "DOCKER_TLS_SAN"))
+
+
 def from_sources(
     command: list[str],
     options: dict[str, object],
@@ -316,8 +333,8 @@ def from_sources(
         iptables=iptables,
         mtu=mtu,
         data_root_check=data_root_check,
-        tls_certdir=env.get("DOCKER_TLS_CERTDIR"),
-        tls_san=env.get("DOCKER_TLS_SAN", ""),
+        tls_certdir=_certdir(env),
+        tls_san=_sans(env.get("DOCKER_TLS_SAN", "")),
     )
     if settings.init_group:
         settings.init = True

@@ -33,10 +33,10 @@ class MakeCertificates(Action):
     def details(self) -> dict[str, object]:
         return {"target": self.certdir, "sans": list(self.sans)}
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         from dind.daemon.tls import make_certificates
 
-        make_certificates(self.certdir, list(self.sans))
+        return make_certificates(self.certdir, list(self.sans))
 
 
 class LinkTools(Action):
@@ -65,7 +65,8 @@ class LinkTools(Action):
     def details(self) -> dict[str, object]:
         return {"target": self.directory, "links": dict(self.links)}
 
-    def execute(self, kernel: Kernel) -> None:
+    def execute(self, kernel: Kernel) -> str | None:
         MakeDir(self.step, self.directory).execute(kernel)
         for name, target in self.links:
             kernel.symlink(target, f"{self.directory}/{name}")
+        return None

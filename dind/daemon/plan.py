@@ -70,9 +70,7 @@ def _tls(d: DaemonFacts, settings: Settings) -> tuple[list[Action], list[str]]:
         return [Decision(steps.TLS, "no TLS", "off", SATISFIED, note)], []
     from dind.daemon import tls
 
-    sans = tls.server_sans(
-        d.evidence.addresses, d.evidence.hostnames, tls.parse_sans(settings.tls_san)
-    )
+    sans = tls.server_sans(d.evidence.addresses, d.evidence.hostnames, list(settings.tls_san))
     state = d.evidence.tls_state or "unknown"
     action = MakeCertificates(steps.TLS, certdir, tuple(sans), note=f"layout: {state}")
     if d.directives.given("tlsverify") or d.directives.given("tlscacert"):
