@@ -111,6 +111,13 @@ class Settings:
         self.tls_certdir = tls_certdir
         self.tls_san = tls_san
 
+    def replace(self, **changes: object) -> Settings:
+        """A copy with ``changes`` (``--check`` plans dockerd mode with the user's options)."""
+        copy = object.__new__(Settings)
+        for name in self.__slots__:
+            setattr(copy, name, changes.get(name, getattr(self, name)))
+        return copy
+
     @property
     def dockerd_command(self) -> bool:
         """COMMAND is dockerd itself (``dind dockerd ...``): dind runs the daemon steps first."""

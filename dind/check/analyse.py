@@ -8,7 +8,7 @@ a nested dockerd cannot work). Where the snapshot cannot tell, the value is
 
 from __future__ import annotations
 
-from dind import confine, steps
+from dind import cgroup1, confine, steps
 from dind.check import procfs
 from dind.check.env import Env, active_lsms, denies_mount
 from dind.check.gather import IP_FORWARD, KERNEL_CONFIG, TABLE_NAMES
@@ -17,15 +17,12 @@ from dind.check.predict import plan_area
 from dind.check.report import AREAS, Findings, Report
 from dind.errors import DindError
 from dind.facts import Facts, from_evidence
+from dind.keyring import OK as keyring_ok
 from dind.namespaces import is_initial
 from dind.paths import SECURITYFS, SYS_FS_CGROUP, TMP, UNIFIED
 from dind.plan import Plan
 from dind.policy import DONE
-from dind.policy import PRIVILEGED_HINT as PRIVILEGED
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from dind.settings import Settings
+from dind.settings import Settings
 
 MOUNT_PROC = "run the check where /proc is mounted (docker does)"
 DOCKER_NEEDS = ("CAP_NET_ADMIN", "CAP_SYS_CHROOT", "CAP_MKNOD")
@@ -44,7 +41,7 @@ def _v1_writable(env: Env) -> bool | None:
     return None if not options else all("rw" in o for o in options)
 
 
-def _cgroup(env: Env, found: Findings) -> dict[str, object]:
+def _cgroup(env: Env, found: Findings, skip: frozenset[str]) -> dict[str, object]:
     snap = env.snap
     v2_root = {"v2": SYS_FS_CGROUP, "hybrid": UNIFIED}.get(env.mode)
     v2 = None if v2_root is None else snap.text(f"{v2_root}/cgroup.controllers")
@@ -80,12 +77,26 @@ def _cgroup(env: Env, found: Findings) -> dict[str, object]:
             MOUNT_PROC + ", or fix --proc-cgroup",
         )
     elif env.mode == "none":
-        found.warning(
-            "mode",
-            "none",
-            "/sys/fs/cgroup does not exist: a nested dockerd looks for cgroups there",
-            "mount cgroup2 (or the v1 hierarchies) on /sys/fs/cgroup",
+        what = (
+            "nothing mounted on /sys/fs/cgroup"
+            if env.sys_fs_cgroup == "sysfs"
+            else "/sys/fs/cgroup does not exist"
         )
+        if steps.CGROUP_MOUNTS in skip:
+            found.warning(
+                "mode",
+                "none",
+                f"{what}, and cgroup-mounts is skipped: a nested dockerd finds no cgroup "
+                "(\"Devices cgroup isn't mounted\")",
+                "do not --skip cgroup-mounts",
+            )
+        else:
+            found.ok(
+                "mode",
+                "none",
+                f"{what}: a nested runtime finds the hierarchies dind mounts under the cgroup "
+                "root (it looks them up in mountinfo)",
+            )
     else:
         kernel_v1 = sum(not h.unified for h in env.hierarchies)
         meaning = {
@@ -124,13 +135,25 @@ def _cgroup(env: Env, found: Findings) -> dict[str, object]:
         found.ok("writable", "unknown", "no cgroup filesystem is mounted under /sys/fs/cgroup")
     elif writable:
         found.ok("writable", "yes", "the cgroups under /sys/fs/cgroup can be written")
+    elif (
+        steps.CGROUP_REMOUNT not in skip
+        and env.mounts is not None
+        and cgroup1.plan_remount(env.mounts, SYS_FS_CGROUP)
+    ):
+        found.ok(
+            "writable",
+            "no (read-only)",
+            "the cgroups under /sys/fs/cgroup are mounted read-only (systemd-nspawn does, and "
+            "a nested runtime uses the first mount of each controller it finds); dind's "
+            "cgroup-remount step remounts them read-write (outcome: see the plan)",
+        )
     elif env.mode == "v2":
         found.blocker(
             "writable",
             "no (read-only)",
             "/sys/fs/cgroup is cgroup2 and read-only: neither dind's nesting nor a nested "
             "dockerd can create groups or move processes",
-            PRIVILEGED + " (docker mounts cgroups read-only otherwise)",
+            env.fix("privileged") + ", and do not --skip cgroup-remount",
         )
     else:
         found.warning(
@@ -139,7 +162,7 @@ def _cgroup(env: Env, found: Findings) -> dict[str, object]:
             "the v1 hierarchies under /sys/fs/cgroup are mounted read-only; dind mounts "
             "writable ones under the cgroup root, but a nested runtime that finds these "
             "first in mountinfo cannot create its groups",
-            PRIVILEGED + " (docker mounts cgroups read-only otherwise)",
+            env.fix("privileged") + ", and do not --skip cgroup-remount",
         )
     return section
 
@@ -234,7 +257,7 @@ def _privileges(env: Env, found: Findings) -> dict[str, object]:
             "CAP_SYS_ADMIN missing",
             "dind mounts filesystems (cgroup hierarchies, tmpfs, securityfs), and a nested "
             "dockerd mounts and creates namespaces: both need CAP_SYS_ADMIN",
-            PRIVILEGED,
+            env.fix("privileged"),
         )
     else:
         where = " (over the namespaces its user namespace owns)" if env.user_ns else ""
@@ -248,7 +271,7 @@ def _privileges(env: Env, found: Findings) -> dict[str, object]:
                 f"{len(effective)} effective, missing {' '.join(missing)}",
                 "a nested dockerd also needs CAP_NET_ADMIN (bridges, iptables), "
                 "CAP_SYS_CHROOT (container root filesystems) and CAP_MKNOD (devices)",
-                PRIVILEGED,
+                env.fix("privileged"),
             )
         else:
             found.ok(
@@ -386,7 +409,7 @@ def _mounts(
                 f"not mounted ({why})",
                 "AppArmor is enabled, but a nested dockerd cannot see it without securityfs: "
                 "nested containers run without an AppArmor profile",
-                "do not --skip securityfs" if "securityfs" in skip else PRIVILEGED,
+                "do not --skip securityfs" if "securityfs" in skip else env.fix("privileged"),
             )
         else:
             found.ok(
@@ -498,7 +521,7 @@ def iptables_support(snap: Snapshot, module: str, config_key: str) -> str:
     return "absent" if config.get(config_key) == "n" else "unknown"
 
 
-def _network(env: Env, found: Findings) -> dict[str, object]:
+def _network(env: Env, found: Findings, skip: frozenset[str]) -> dict[str, object]:
     snap = env.snap
     legacy = {family: procfs.words(snap.text(path)) for family, path in TABLE_NAMES.items()}
     in_use = [f"{family}/{name}" for family, names in legacy.items() for name in names]
@@ -526,15 +549,22 @@ def _network(env: Env, found: Findings) -> dict[str, object]:
         "cap_net_admin": procfs.has_cap(env.cap_eff, "CAP_NET_ADMIN"),
     }
     value = f"{backend} (nf_tables {nf_tables}, ip_tables {ip_tables})"
-    if in_use:
+    if in_use and steps.IPTABLES not in skip:
+        found.ok(
+            "iptables",
+            value,
+            f"legacy iptables tables exist in this network namespace ({' '.join(in_use)}); "
+            "dind dockerd gives dockerd the backend whose tables hold rules (see daemon)",
+        )
+    elif in_use:
         found.warning(
             "iptables",
             value,
             f"legacy iptables tables are in use in this network namespace ({' '.join(in_use)}): "
             "a nested dockerd must use iptables-legacy too, or its rules and these ignore "
             "each other",
-            "point the image's iptables to iptables-legacy "
-            "(update-alternatives --set iptables /usr/sbin/iptables-legacy)",
+            "do not --skip iptables (dind dockerd then chooses), or point the image's iptables "
+            "to iptables-legacy (update-alternatives --set iptables /usr/sbin/iptables-legacy)",
         )
     elif backend in ("none", "unknown"):
         found.warning(
@@ -602,14 +632,14 @@ def _lsm(env: Env, found: Findings) -> dict[str, object]:
                 value,
                 f"this process is confined by {profile}, which denies mount(2): every dind "
                 "step fails with EACCES",
-                PRIVILEGED + " (or --security-opt apparmor=unconfined)",
+                env.fix("apparmor"),
             )
         elif profile not in (None, "unconfined"):
             found.warning(
                 "apparmor",
                 value,
                 f"this process is confined by {profile}, which may deny mounts",
-                PRIVILEGED + " (or --security-opt apparmor=unconfined)",
+                env.fix("apparmor"),
             )
         else:
             found.ok(
@@ -634,7 +664,7 @@ def _lsm(env: Env, found: Findings) -> dict[str, object]:
                 "selinux",
                 value,
                 "this process runs as container_t, which denies most mounts and cgroup writes",
-                PRIVILEGED + " (it runs as spc_t)",
+                env.fix("privileged") + " (it then runs as spc_t)",
             )
         else:
             found.ok("selinux", value, "SELinux is on; this process's label does not confine dind")
@@ -649,6 +679,84 @@ def _lsm(env: Env, found: Findings) -> dict[str, object]:
     return section
 
 
+def _runtime(env: Env, found: Findings) -> dict[str, object]:
+    """Which runtime, from what evidence; and whether runc can join a session keyring here."""
+    snap = env.snap
+    keyring = snap.keyring
+    section: dict[str, object] = {
+        "name": env.runtime,
+        "evidence": env.runtime_evidence,
+        "container": snap.runtime.get("pid1_container"),
+        "keyring": keyring,
+    }
+    found.ok("name", env.runtime, "; ".join(env.runtime_evidence))
+    if keyring in (None, keyring_ok):
+        found.ok(
+            "keyring",
+            "unknown (not probed)" if keyring is None else "ok",
+            "runc joins a new session keyring for every container (keyctl "
+            "KEYCTL_JOIN_SESSION_KEYRING)" + ("" if keyring is None else ": allowed here"),
+        )
+    else:
+        found.blocker(
+            "keyring",
+            f"keyctl refused: {keyring}",
+            "runc joins a new session keyring for every container; here the kernel (a "
+            "seccomp filter of the runtime) refuses keyctl, so every nested container "
+            "fails to start (\"unable to join session keyring\")",
+            env.fix("keyring"),
+        )
+    return section
+
+
+def _daemon(env: Env, found: Findings, settings: Settings) -> dict[str, object] | None:
+    """What ``dind dockerd`` would decide here, with the evidence: the daemon steps' plan."""
+    from dind.daemon.plan import plan_daemon
+    from dind.plan import Plan
+
+    evidence = env.snap.evidence.daemon
+    if evidence is None:
+        return None
+    daemon = settings.replace(command=["dockerd", *settings.dockerd_args], dockerd_args=())
+    try:
+        facts = from_evidence(env.snap.evidence, daemon, everything=True)
+    except DindError as err:
+        found.blocker("dockerd", "cannot plan", str(err), "see the message")
+        return None
+    plan = Plan([], [], list(daemon.command))
+    plan_daemon(plan, facts, daemon)
+    rows = [
+        {"step": a.step, "describe": a.describe(), "status": a.status, "note": a.note}
+        for a in plan.actions
+    ]
+    backends = evidence.iptables
+    section: dict[str, object] = {
+        "dockerd": plan.command,
+        "steps": rows,
+        "iptables_rules": {k: b.rules for k, b in backends.items()},
+        "data_root_fs": evidence.data_root_fs,
+        "mtu": evidence.mtus,
+        "tls": evidence.tls_state,
+    }
+    for step, warning in plan.warnings:
+        found.warning(step, warning, "dind says so before dockerd starts", "see the message")
+    reported: set[str] = set()
+    for a in plan.actions:
+        if a.step in reported:
+            continue
+        reported.add(a.step)
+        if a.status == "refused":
+            found.blocker(a.step, a.describe(), a.note, "see the message")
+        elif a.status == "conflict":
+            found.warning(
+                a.step, a.describe(), f"{a.note}; dind warns and goes on", "see the message"
+            )
+        else:
+            done = "already so" if a.status == "satisfied" else "dind dockerd does this"
+            found.ok(a.step, a.describe(), f"{done}: {a.note}" if a.note else done)
+    return section
+
+
 def analyse(snap: Snapshot, settings: Settings) -> Report:
     """The whole report for ``snap``, honouring ``--skip`` and ``--strict`` as a real run would."""
     env = Env(snap)
@@ -659,13 +767,15 @@ def analyse(snap: Snapshot, settings: Settings) -> Report:
         facts = None
     found = {area: Findings(area) for area in AREAS}
     sections: dict[str, object] = {}
-    sections["cgroup"] = _cgroup(env, found["cgroup"])
+    sections["runtime"] = _runtime(env, found["runtime"])
+    sections["cgroup"] = _cgroup(env, found["cgroup"], skip)
     sections["namespaces"] = _namespaces(env, found["namespaces"], facts, skip)
     sections["privileges"] = _privileges(env, found["privileges"])
     rows, plan = plan_area(env, found["plan"], settings)
     sections["mounts"] = _mounts(env, found["mounts"], plan, skip)
     sections["plan"] = rows
     sections["processes"] = _processes(env, found["processes"], rows)
-    sections["network"] = _network(env, found["network"])
+    sections["network"] = _network(env, found["network"], skip)
+    sections["daemon"] = _daemon(env, found["daemon"], settings)
     sections["lsm"] = _lsm(env, found["lsm"])
     return Report(sections, [f for area in AREAS for f in found[area].items])

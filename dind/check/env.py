@@ -38,28 +38,8 @@ class Env:
         self.user_ns: bool | None = None if initial is None else not initial
         """True in a user namespace other than the initial one; None when unknown."""
 
-        self.mounts: mountinfo.MountTable | None = None
-        self.mounts_error = ""
-        text = snap.text(MOUNTINFO)
-        try:
-            if text is None:
-                self.mounts_error = f"{MOUNTINFO}: {snap.errors.get(MOUNTINFO, 'missing')}"
-            else:
-                self.mounts = mountinfo.MountTable(mountinfo.parse(text, MOUNTINFO))
-        except DindError as err:
-            self.mounts_error = str(err)
-
-        self.hierarchies: list[proccgroup.Hierarchy] | None = None
-        self.hierarchies_error = ""
-        text = snap.text(PROC_1_CGROUP)
-        try:
-            if text is None:
-                error = snap.errors.get(PROC_1_CGROUP, "missing")
-                self.hierarchies_error = f"{snap.evidence.proc_cgroup_source}: {error}"
-            else:
-                self.hierarchies = proccgroup.parse(text, snap.evidence.proc_cgroup_source)
-        except DindError as err:
-            self.hierarchies_error = str(err)
+        self.mounts, self.mounts_error = _mount_table(snap)
+        self.hierarchies, self.hierarchies_error = _hierarchies(snap)
         # Only a clue for the namespace verdict: "unknown" covers its absence.
         self.own_cgroups: list[proccgroup.Hierarchy] | None = None
         with contextlib.suppress(DindError):
@@ -77,9 +57,19 @@ class Env:
         self.cgroupns, self.cgroupns_evidence = cgroup_namespace(
             self.link("cgroup"), self.own_cgroups, self.mounts, self.init_at_root
         )
+        from dind.check.runtime import identify
+
+        self.runtime, self.runtime_evidence = identify(self)
+        """The runtime that started this container (dind.check.runtime), and why we think so."""
         self.apparmor = apparmor_enabled(snap)
         """AppArmor is on: decided here alone (None when it cannot be told)."""
         self.apparmor_profile = apparmor_profile(snap) if self.apparmor else None
+
+    def fix(self, problem: str) -> str:
+        """The fix for ``problem`` (privileged, keyring, apparmor) in this runtime's words."""
+        from dind.check.runtime import fix
+
+        return fix(self.runtime, problem)
 
     def link(self, kind: str) -> str | None:
         ns = self.snap.namespaces.get(kind)
@@ -105,15 +95,37 @@ class Env:
         return True, ""
 
 
+def _mount_table(snap: Snapshot) -> tuple[mountinfo.MountTable | None, str]:
+    text = snap.text(MOUNTINFO)
+    if text is None:
+        return None, f"{MOUNTINFO}: {snap.errors.get(MOUNTINFO, 'missing')}"
+    try:
+        return mountinfo.MountTable(mountinfo.parse(text, MOUNTINFO)), ""
+    except DindError as err:
+        return None, str(err)
+
+
+def _hierarchies(snap: Snapshot) -> tuple[list[proccgroup.Hierarchy] | None, str]:
+    source = snap.evidence.proc_cgroup_source
+    text = snap.text(PROC_1_CGROUP)
+    if text is None:
+        return None, f"{source}: {snap.errors.get(PROC_1_CGROUP, 'missing')}"
+    try:
+        return proccgroup.parse(text, source), ""
+    except DindError as err:
+        return None, str(err)
+
+
 def cgroup_mode(sys_fs_cgroup: str | None, unified: str | None) -> str:
     """``v2`` when /sys/fs/cgroup is cgroup2, ``hybrid`` with cgroup2 at .../unified, else ``v1``.
 
-    ``none`` when /sys/fs/cgroup does not exist. This is the view of this mount
-    namespace: a hybrid kernel can show a pure v2 view (container-v2-view).
+    ``none`` when nothing is mounted there (statfs shows sysfs itself, as under ``ctr
+    run`` or LXC here) or it does not exist. This is the view of this mount namespace:
+    a hybrid kernel can show a pure v2 view (container-v2-view).
     """
     if sys_fs_cgroup == "cgroup2":
         return "v2"
-    if sys_fs_cgroup is None:
+    if sys_fs_cgroup in (None, "sysfs"):
         return "none"
     return "hybrid" if unified == "cgroup2" else "v1"
 

@@ -12,7 +12,18 @@ WARNING = "warning"
 BLOCKER = "blocker"
 LEVELS = (OK, WARNING, BLOCKER)
 
-AREAS = ("cgroup", "namespaces", "privileges", "mounts", "plan", "processes", "network", "lsm")
+AREAS = (
+    "runtime",
+    "cgroup",
+    "namespaces",
+    "privileges",
+    "mounts",
+    "plan",
+    "processes",
+    "network",
+    "daemon",
+    "lsm",
+)
 """Report sections, in the order they are printed and keyed in JSON."""
 
 

@@ -1,0 +1,112 @@
+"""Which runtime started this container, from evidence; and each fix in that runtime's words.
+
+A finding's fix is only useful in the runtime's own vocabulary: ``--privileged`` means
+nothing to LXC, and nspawn's seccomp filter is lifted with its own option. Evidence,
+strongest first: sysboxfs mounts, Kubernetes' service variables and secrets, the
+``container`` variable runtimes put in PID 1's environment (podman, LXC,
+systemd-nspawn; not docker's, which dind itself may have set), the marker files
+runtimes leave (/run/.containerenv, /.dockerenv), then the cgroup path of PID 1.
+Pure.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dind.check.env import Env
+
+DOCKER = "docker"
+PODMAN = "podman"
+CONTAINERD = "containerd"
+LXC = "lxc"
+NSPAWN = "systemd-nspawn"
+KUBERNETES = "kubernetes"
+SYSBOX = "sysbox"
+HOST = "none"
+UNKNOWN = "unknown"
+
+FIXES: dict[str, dict[str, str]] = {
+    DOCKER: {
+        "privileged": "docker run --privileged",
+        "keyring": "docker run --privileged (or --security-opt seccomp=unconfined)",
+        "apparmor": "docker run --privileged (or --security-opt apparmor=unconfined)",
+    },
+    PODMAN: {
+        "privileged": "podman run --privileged",
+        "keyring": "podman run --privileged (or --security-opt seccomp=unconfined)",
+        "apparmor": "podman run --privileged (or --security-opt apparmor=unconfined)",
+    },
+    CONTAINERD: {
+        "privileged": "ctr run --privileged",
+        "keyring": "ctr run --privileged (no --seccomp)",
+        "apparmor": "ctr run --privileged (no --apparmor-default-profile)",
+    },
+    LXC: {
+        "privileged": "a privileged container (no lxc.idmap) with lxc.cap.drop = (empty)",
+        "keyring": "lxc.seccomp.profile = (empty); on Proxmox: features: nesting=1,keyctl=1",
+        "apparmor": "lxc.apparmor.profile = unconfined and lxc.apparmor.allow_nesting = 1",
+    },
+    NSPAWN: {
+        "privileged": "systemd-nspawn --capability=all",
+        "keyring": "systemd-nspawn --system-call-filter=@keyring",
+        "apparmor": "systemd-nspawn runs unconfined unless told otherwise",
+    },
+    KUBERNETES: {
+        "privileged": "securityContext: {privileged: true}",
+        "keyring": "securityContext: {seccompProfile: {type: Unconfined}}",
+        "apparmor": "securityContext: {appArmorProfile: {type: Unconfined}}",
+    },
+}
+GENERIC = {
+    "privileged": "run the container privileged (docker run --privileged)",
+    "keyring": "allow the keyctl system calls in the runtime's seccomp filter",
+    "apparmor": "run the container unconfined by AppArmor",
+}
+
+
+def fix(runtime: str, problem: str) -> str:
+    """The fix for ``problem`` (privileged, keyring, apparmor) in ``runtime``'s own words."""
+    return FIXES.get(runtime, GENERIC).get(problem, GENERIC[problem])
+
+
+def identify(env: Env) -> tuple[str, list[str]]:
+    """The runtime and the evidence for it, strongest first."""
+    snap = env.snap
+    probes = snap.runtime
+    evidence: list[str] = []
+    raw = probes.get("markers")
+    markers = [str(m) for m in raw] if isinstance(raw, list) else []
+    pid1 = probes.get("pid1_container")
+    paths = [h.path for h in env.hierarchies or []]
+    if env.mounts is not None and any(
+        m.source == "sysboxfs" or "sysboxfs" in m.fstype for m in env.mounts.mounts
+    ):
+        return SYSBOX, ["sysboxfs is mounted"]
+    if probes.get("kubernetes") or "/var/run/secrets/kubernetes.io" in markers:
+        evidence.append("KUBERNETES_SERVICE_HOST is set / a service account is mounted")
+        return KUBERNETES, evidence
+    if any("/kubepods" in p for p in paths):
+        return KUBERNETES, ["PID 1's cgroup is below /kubepods"]
+    named = {"podman": PODMAN, "lxc": LXC, "systemd-nspawn": NSPAWN}
+    if isinstance(pid1, str) and pid1 in named:
+        return named[pid1], [f"PID 1's environment has container={pid1}"]
+    container_file = (snap.text("/run/systemd/container") or "").strip()
+    if container_file in named:
+        return named[container_file], [f"/run/systemd/container says {container_file}"]
+    if "/run/.containerenv" in markers:
+        return PODMAN, ["/run/.containerenv exists"]
+    if any(p.startswith(("/lxc.payload.", "/lxc/")) for p in paths):
+        return LXC, ["PID 1's cgroup is below /lxc.payload"]
+    if "/.dockerenv" in markers:
+        return DOCKER, ["/.dockerenv exists"]
+    if any(p.startswith("/docker/") or "/docker-" in p for p in paths):
+        return DOCKER, ["PID 1's cgroup is below /docker"]
+    ns = snap.namespaces.get("pid")
+    from dind.namespaces import is_initial
+
+    initial = is_initial("pid", None if ns is None else ns.link)
+    if initial:
+        return HOST, ["the initial PID namespace: no container"]
+    if any(p.count("/") == 2 and p != "/" and not p.endswith(".scope") for p in paths):
+        return CONTAINERD, [f"PID 1's cgroup {paths[0]} has containerd's /NAMESPACE/ID shape"]
+    return UNKNOWN, ["no runtime left its marks here"]
