@@ -58,6 +58,11 @@ class Action(Record):
         """Do it; return a line saying what was done when ``describe()`` does not say it all."""
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Import what ``execute`` needs, before any mount: a tmpfs on /tmp may cover where
+        dind's modules live."""
+        return None
+
 
 class SetEnv(Action):
     """Export a variable to the command's environment (``container=docker``)."""

@@ -104,6 +104,9 @@ def run(args: list[str]) -> int:
     except CommandError as err:
         log.error(str(err), errno=err.errno)
         return err.status
+    except UsageError as err:
+        log.error(str(err))
+        return USAGE
     except DindError as err:
         log.error(
             str(err), step=getattr(err, "step", None) or None, errno=getattr(err, "errno", None)
@@ -160,7 +163,12 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
     if settings.runs_init or settings.with_dockerd:
         from dind.init import run_init
     if settings.with_dockerd:
+        from dind.daemon.ready import preload
         from dind.daemon.supervise import run_with_dockerd
+
+        preload()
+    for action in plan.actions:
+        action.prepare()
     log.prepare()
 
     refused = plan.refused

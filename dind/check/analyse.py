@@ -87,7 +87,7 @@ def _cgroup(env: Env, found: Findings, skip: frozenset[str]) -> dict[str, object
                 "mode",
                 "none",
                 f"{what}, and cgroup-mounts is skipped: a nested dockerd finds no cgroup "
-                "(\"Devices cgroup isn't mounted\")",
+                '("Devices cgroup isn\'t mounted")',
                 "do not --skip cgroup-mounts",
             )
         else:
@@ -703,7 +703,7 @@ def _runtime(env: Env, found: Findings) -> dict[str, object]:
             f"keyctl refused: {keyring}",
             "runc joins a new session keyring for every container; here the kernel (a "
             "seccomp filter of the runtime) refuses keyctl, so every nested container "
-            "fails to start (\"unable to join session keyring\")",
+            'fails to start ("unable to join session keyring")',
             env.fix("keyring"),
         )
     return section

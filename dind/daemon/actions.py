@@ -38,6 +38,11 @@ class MakeCertificates(Action):
 
         return make_certificates(self.certdir, list(self.sans))
 
+    def prepare(self) -> None:
+        from dind.daemon.tls import preload
+
+        preload()
+
 
 class LinkTools(Action):
     """A directory of links to one backend's tools (``iptables`` → ``iptables-legacy``...)."""

@@ -69,6 +69,16 @@ def endpoint(environ: Mapping[str, str]) -> Endpoint:
     return Endpoint(f"http://{address}")
 
 
+def preload() -> None:
+    """Import what ``ping`` needs, and exercise it once on nothing: httpx loads parts of
+    itself (and idna, h11...) at the first request, after dind's mounts may cover them."""
+    import ssl  # noqa: F401
+
+    import httpx  # noqa: F401
+
+    ping(Endpoint("http://docker", socket="/nonexistent/dind-preload.sock"), 0.1)
+
+
 def ping(target: Endpoint, timeout: float) -> str | None:
     """None when ``GET /_ping`` answers ``OK`` within ``timeout``; else why not, in words."""
     import ssl

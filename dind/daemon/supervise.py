@@ -50,15 +50,16 @@ def open_log(path: str) -> int:
         ) from None
 
 
-def tail(path: str, lines: int = TAIL) -> list[str]:
-    """The last lines of dockerd's log, for the error that says why it is not up."""
+def tail(path: str, start: int, lines: int = TAIL) -> list[str]:
+    """The last lines this dockerd wrote to its log (from offset ``start``: the log is
+    appended to, and an earlier run's lines would mislead)."""
     try:
         fd = open_path(path, os.O_RDONLY)
     except OSError:
         return []
     with os.fdopen(fd, "rb") as f:
         f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 64 * 1024))
+        f.seek(max(start, f.tell() - 64 * 1024))
         return f.read().decode("utf-8", "replace").splitlines()[-lines:]
 
 
@@ -85,9 +86,9 @@ def stop(pid: int, timeout: float, log: Log) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` seconds; returns once ``pid`` is reaped."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _reaped(pid) is None:
-        left = deadline - time.monotonic()
+    started = time.monotonic()
+    while (status := _reaped(pid)) is None:
+        left = started + timeout - time.monotonic()
         if left <= 0:
             log.warning(f"dockerd did not stop within {timeout:g} s: SIGKILL", pid=pid)
             with contextlib.suppress(ProcessLookupError):
@@ -95,14 +96,14 @@ def stop(pid: int, timeout: float, log: Log) -> None:
             os.waitpid(pid, 0)
             return
         signal.sigtimedwait({signal.SIGCHLD}, min(left, 0.1))
+    took = time.monotonic() - started
+    log.info(f"dockerd stopped (status {exit_status(status)}) in {took:.2f} s", pid=pid)
 
 
-def _fail(message: str, log_path: str) -> SetupError:
-    lines = tail(log_path)
+def _fail(message: str, log_path: str, start: int) -> SetupError:
+    lines = tail(log_path, start)
     shown = "\n".join(lines)
-    more = (
-        f"; last {len(lines)} lines of {log_path}:\n{shown}" if lines else f" ({log_path} is empty)"
-    )
+    more = f"; its last lines in {log_path}:\n{shown}" if lines else f" ({log_path}: nothing)"
     return SetupError(message + more, step="dockerd")
 
 
@@ -110,6 +111,7 @@ def run_with_dockerd(plan: Plan, settings: Settings, log: Log, mask: set[int]) -
     """Start dockerd, wait for it, run COMMAND under dind's init duties; COMMAND's status."""
     assert plan.dockerd is not None
     output = open_log(settings.dockerd_log)
+    start = os.fstat(output).st_size
     env = dict(os.environ)
     if plan.dockerd_path:
         env["PATH"] = ":".join([*plan.dockerd_path, env.get("PATH", "")])
@@ -146,15 +148,19 @@ def run_with_dockerd(plan: Plan, settings: Settings, log: Log, mask: set[int]) -
             raise _fail(
                 f"dockerd exited (status {exit_status(dead[0])}) before answering at {target}",
                 settings.dockerd_log,
+                start,
             )
         raise _fail(
-            f"dockerd did not answer at {target} within {timeout:g} s: {why}", settings.dockerd_log
+            f"dockerd did not answer at {target} within {timeout:g} s: {why}",
+            settings.dockerd_log,
+            start,
         )
     log.info(f"dockerd answers at {target} after {time.monotonic() - started:.2f} s")
 
     child = spawn(plan.command, mask, log)
     target_pid = -child if settings.init_group else child
     status = _supervise(child, target_pid, daemon, dead, log)
+    log.info(f"{plan.command[0]} exited with status {status}", status=status)
     if not dead:
         stop(daemon, settings.dockerd_stop_timeout, log)
     return status

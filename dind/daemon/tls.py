@@ -652,6 +652,21 @@ def _state(root: _Dir, have: dict[str, set[str]]) -> str:
     return NEW
 
 
+def preload() -> None:
+    """Import now what ``make_certificates`` imports when it runs (before dind's mounts)."""
+    import fcntl  # noqa: F401
+    import ipaddress  # noqa: F401
+
+    import cryptography.exceptions
+    import cryptography.hazmat.primitives.asymmetric.ec
+    import cryptography.hazmat.primitives.asymmetric.ed25519
+    import cryptography.hazmat.primitives.asymmetric.rsa
+    import cryptography.hazmat.primitives.hashes
+    import cryptography.hazmat.primitives.serialization
+    import cryptography.x509
+    import cryptography.x509.oid  # noqa: F401
+
+
 def layout_state(certdir: str) -> str:
     """``new``, ``managed`` or ``user-ca`` (see the module's docstring); reads only.
 
