@@ -194,7 +194,9 @@ class MountTable:
         return self.covering(directory) is parent and self.visible(parent)
 
     def covering(self, path: str) -> MountEntry | None:
-        """The mount that contains ``path`` (the longest mount-point prefix)."""
+        """The mount that contains absolute ``path`` (the longest mount-point prefix)."""
+        if not path.startswith("/"):
+            return None
         probe = path
         while True:
             m = self._top.get(probe)

@@ -918,3 +918,16 @@ def test_prediction_matches_reality_for_nesting_with_a_process_outside(scratch: 
     assert (nest["outcome"], nest["errno"]) == ("fails", "EBUSY")
     assert doc["processes"]["root_group"]["outside_pid_namespace"] == 1
     assert "pid 0 in cgroup.procs" in result.stderr  # the real run's warning agrees
+
+
+def test_decoders_are_bounded_on_what_fuzzing_found() -> None:
+    """Each of these looped forever, took quadratic time or raised before (atheris)."""
+    from dind.namespaces import ns_inode
+
+    assert procfs.cap_mask("-1") is None
+    assert procfs.cap_mask("f" * (1 << 20)) is None
+    assert len(procfs.cap_names((1 << 64) - 1)) == 64
+    assert procfs.id_map("0 \u00b2 1\n") is None
+    assert procfs.id_map("0 0 " + "9" * 5000) is None
+    assert ns_inode("cgroup:[" + "9" * 5000 + "]") is None
+    assert procfs.cap_last("99999999999") is None and procfs.cap_last("40") == 40

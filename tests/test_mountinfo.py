@@ -130,3 +130,10 @@ def test_field_shaped_noise_parses_or_raises_parse_error(parts: list[str]) -> No
         assert err.source == "fuzz"
     else:
         assert all(m.mountpoint.startswith("/") for m in mounts)
+
+
+def test_covering_a_relative_path_is_none_not_a_hang() -> None:
+    """Found by fuzzing: ``rsplit`` never shortens a path without "/"."""
+    table = mountinfo.MountTable(mountinfo.parse(fixture_text("host-hybrid", "mountinfo")))
+    assert table.covering("abc") is None
+    assert table.covering("/no/such/dir") is table.at("/")

@@ -6,4 +6,9 @@ module per step: ``reference`` (parse names) -> ``registry``/``auth`` (HTTP API 
 -> ``manifest`` and ``platform`` (choose the image) -> ``blobs`` (verified,
 resumable downloads) -> ``layout`` (the ``docker save`` directory) -> ``freeze``
 (orchestration) -> ``cli``.
+
+Registries and the output directory are untrusted input (the tool runs as root):
+``jsondoc`` is the one JSON parser (depth-bounded), ``registry.read_body`` the one
+bounded body read, and ``outdir`` the one way into the output directory (nothing
+inside it is followed).
 """

@@ -3,7 +3,9 @@
 A blob is written to ``.incomplete/<algo>-<hex>`` and renamed to
 ``blobs/<algo>/<hex>`` only after its size and digest match, so a file under
 ``blobs/`` is always whole. A cut download leaves the partial file; the next
-attempt (or the next run) asks for the rest with a Range request.
+attempt (or the next run) asks for the rest with a Range request. Nothing in the
+directory is followed: a symlink or hard link planted as a partial file is thrown
+away, not appended to (see ``outdir``).
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 import httpx
 
 from dind.frozen.errors import StoreError
 from dind.frozen.manifest import Descriptor
+from dind.frozen.outdir import Dir
 from dind.frozen.registry import Cancelled, Registry, describe
 from dind.frozen.retry import Transient
 
@@ -45,38 +48,45 @@ class Outcome:
 
 
 class BlobStore:
-    """Blobs under ``root/blobs/<algo>/<hex>``; partial files under ``root/.incomplete``."""
+    """Blobs under ``blobs/<algo>/<hex>``, partial files under ``.incomplete``, in ``root``.
 
-    def __init__(self, root: Path) -> None:
+    Every name is opened from ``root``'s fd without following symlinks (see ``outdir``).
+    """
+
+    def __init__(self, root: Dir) -> None:
         self.root = root
-
-    def path(self, digest: str) -> Path:
-        algo, _, hexpart = digest.partition(":")
-        return self.root / "blobs" / algo / hexpart
 
     def relpath(self, digest: str) -> str:
         """The path ``manifest.json`` uses for a blob."""
         algo, _, hexpart = digest.partition(":")
         return f"blobs/{algo}/{hexpart}"
 
-    def partial(self, digest: str) -> Path:
-        algo, _, hexpart = digest.partition(":")
-        return self.root / INCOMPLETE / f"{algo}-{hexpart}"
-
     def verified(self, desc: Descriptor) -> bool:
-        """True if the blob is present with the right size and digest (read in full)."""
-        path = self.path(desc.digest)
-        try:
-            if path.stat().st_size != desc.size:
-                return False
-            return file_digest(path, desc.digest) == desc.digest
-        except FileNotFoundError:
-            return False
-        except OSError as err:
-            raise StoreError(f"cannot read {path}: {err.strerror}") from None
+        """True if the blob is present with the right size and digest (read in full).
 
-    def read(self, digest: str) -> bytes:
-        return self.path(digest).read_bytes()
+        A symlink or any other non-regular entry under its name is not the blob.
+        """
+        algo, _, hexpart = desc.digest.partition(":")
+        try:
+            folder = self.root.walk(f"blobs/{algo}")
+            if folder is None:
+                return False
+            with folder:
+                return _whole(folder, hexpart, desc)
+        except OSError as err:
+            raise StoreError(_os_message(err)) from None
+
+    def read(self, digest: str, limit: int) -> bytes:
+        """A verified blob's content (a config), refused past ``limit`` bytes."""
+        algo, _, hexpart = digest.partition(":")
+        folder = self.root.walk(f"blobs/{algo}")
+        data = None
+        if folder is not None:
+            with folder:
+                data = folder.read(hexpart, limit)
+        if data is None:
+            raise StoreError(f"{self.root.path / self.relpath(digest)} is missing")
+        return data
 
     def fetch(
         self,
@@ -97,17 +107,17 @@ class BlobStore:
     def _download(
         self, registry: Registry, repository: str, desc: Descriptor, progress: Progress
     ) -> Outcome:
-        partial = self.partial(desc.digest)
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        downloaded = 0
-        if not _complete(partial, desc):
-            download = _Download(registry, repository, desc, partial, progress)
-            downloaded = registry.with_retries(download.attempt)
-        else:
-            progress(desc.digest, desc.size)
-        final = self.path(desc.digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, final)
+        algo, _, hexpart = desc.digest.partition(":")
+        name = f"{algo}-{hexpart}"
+        with self.root.ensure(INCOMPLETE) as scratch:
+            downloaded = 0
+            if not _whole(scratch, name, desc):
+                download = _Download(registry, repository, desc, scratch, name, progress)
+                downloaded = registry.with_retries(download.attempt)
+            else:
+                progress(desc.digest, desc.size)
+            with self.root.ensure(f"blobs/{algo}") as folder:
+                scratch.replace(name, folder, hexpart)
         return Outcome(desc.digest, desc.size, downloaded)
 
 
@@ -119,13 +129,15 @@ class _Download:
         registry: Registry,
         repository: str,
         desc: Descriptor,
-        partial: Path,
+        scratch: Dir,
+        name: str,
         progress: Progress,
     ) -> None:
         self.registry = registry
         self.repository = repository
         self.desc = desc
-        self.partial = partial
+        self.scratch = scratch
+        self.name = name
         self.progress = progress
         self.downloaded = 0
         self.reported = 0
@@ -142,14 +154,14 @@ class _Download:
             if offset == 0:
                 hasher = hashlib.new(desc.digest.partition(":")[0])
             try:
-                with self.partial.open("r+b" if offset else "wb") as out:
+                with os.fdopen(self._open(offset), "r+b" if offset else "wb") as out:
                     out.truncate(offset)
                     out.seek(offset)
                     written = self._copy(response, out, hasher, offset, what)
                     out.flush()
                     os.fsync(out.fileno())
             except OSError as err:
-                err.filename = err.filename or str(self.partial)
+                err.filename = str(self.scratch.path / self.name)
                 raise StoreError(_os_message(err)) from None
         finally:
             response.close()
@@ -164,18 +176,31 @@ class _Download:
     def _resume_point(self) -> tuple[int, hashlib._Hash]:
         """Bytes already in the partial file (hashed again: a digest cannot be saved)."""
         hasher = hashlib.new(self.desc.digest.partition(":")[0])
-        try:
-            size = self.partial.stat().st_size
-        except FileNotFoundError:
+        st = self.scratch.lstat(self.name)
+        if st is None:
             return 0, hasher
-        if size >= self.desc.size:
-            # Whole but corrupt (a partial file is checked before the first attempt).
+        if not _writable(st) or st.st_size >= self.desc.size:
+            # Not a file of ours (a link planted there), or whole but corrupt (a
+            # partial file is checked before the first attempt): start again.
             self._discard()
             return 0, hasher
-        with self.partial.open("rb") as f:
+        fd = self.scratch.open_file(self.name)
+        if fd is None:
+            return 0, hasher
+        with os.fdopen(fd, "rb") as f:
+            size = 0
             while chunk := f.read(CHUNK):
                 hasher.update(chunk)
+                size += len(chunk)
         return size, hasher
+
+    def _open(self, offset: int) -> int:
+        """The partial file, to append from ``offset`` or new (O_EXCL) from the start."""
+        if offset:
+            fd = self.scratch.open_file(self.name, os.O_RDWR, single_link=True)
+            if fd is not None:
+                return fd
+        return self.scratch.create(self.name)
 
     def _check_range(self, response: httpx.Response, offset: int) -> int:
         """Where the body starts: ``offset`` if the range was honoured, else 0."""
@@ -221,25 +246,30 @@ class _Download:
             self.reported = position
 
     def _discard(self) -> None:
-        self.partial.unlink(missing_ok=True)
+        self.scratch.unlink(self.name)
         self._report(0)
 
 
-def _complete(partial: Path, desc: Descriptor) -> bool:
-    """A partial file that is in fact whole: an earlier run stopped just before renaming."""
-    try:
-        return partial.stat().st_size == desc.size and file_digest(partial, desc.digest) == (
-            desc.digest
-        )
-    except FileNotFoundError:
+def _writable(st: os.stat_result) -> bool:
+    """A partial file we may append to: a regular file with no other name (no link)."""
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+
+
+def _whole(folder: Dir, name: str, desc: Descriptor) -> bool:
+    """True if ``name`` is a regular file (never a symlink) with the blob's size and digest.
+
+    Used for stored blobs and for a partial file that an earlier run finished just
+    before renaming it.
+    """
+    st = folder.lstat(name)
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != desc.size:
         return False
-
-
-def file_digest(path: Path, digest: str) -> str:
-    """``algo:hex`` of a file, with the algorithm of ``digest``."""
-    algo = digest.partition(":")[0]
-    with path.open("rb") as f:
-        return f"{algo}:{hashlib.file_digest(f, algo).hexdigest()}"
+    fd = folder.open_file(name)
+    if fd is None:
+        return False
+    algo = desc.digest.partition(":")[0]
+    with os.fdopen(fd, "rb") as f:
+        return f"{algo}:{hashlib.file_digest(f, algo).hexdigest()}" == desc.digest
 
 
 def _os_message(err: OSError) -> str:

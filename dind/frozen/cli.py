@@ -1,7 +1,8 @@
 """``dind-frozen-images DIR IMAGE...``: the command line, and the one place exit codes live.
 
 0 done; 1 a registry, network, verification or disk failure that retries did not cure;
-2 a usage error (one line, no traceback); 130 interrupted.
+2 a usage error; 130 interrupted. Every failure is one line on stderr, never a
+traceback, whatever the registry or the output directory held.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import click
 
 from dind.errors import DindError, UsageError
+from dind.frozen.errors import printable
 from dind.frozen.platform import host_platform, parse_platform
 from dind.log import DEBUG, ERROR, INFO, Log
 
@@ -152,20 +154,26 @@ def _tty() -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command and map every outcome to an exit status."""
     log = Log(ERROR, _format_from(argv if argv is not None else sys.argv[1:]), "dind-frozen-images")
+
+    def fail(status: int, message: str, kind: str) -> int:
+        log.error(printable(message), kind=kind)
+        return status
+
     try:
         command.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as err:
         click.echo(err.ctx.get_help() if err.ctx else str(err), err=True)
         return EXIT_USAGE
     except click.UsageError as err:
-        log.error(f"{err.format_message()} (see {PROG} --help)", kind="usage")
-        return EXIT_USAGE
+        return fail(EXIT_USAGE, f"{err.format_message()} (see {PROG} --help)", "usage")
     except UsageError as err:
-        log.error(str(err), kind="usage")
-        return EXIT_USAGE
+        return fail(EXIT_USAGE, str(err), "usage")
     except DindError as err:
-        log.error(str(err), kind=type(err).__name__)
-        return EXIT_FAILURE
+        return fail(EXIT_FAILURE, str(err), type(err).__name__)
+    except OSError as err:
+        # Disk errors are mapped where they happen; this is the backstop for one that
+        # was not, so that it still ends as one line and status 1.
+        return fail(EXIT_FAILURE, f"{err.filename or ''}: {err.strerror or err}", "StoreError")
     except click.exceptions.Abort:
         log.error("interrupted")
         return EXIT_INTERRUPTED
@@ -173,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("interrupted; partial downloads are kept, run again to resume")
         return EXIT_INTERRUPTED
     except click.ClickException as err:
-        log.error(err.format_message())
-        return EXIT_USAGE
+        return fail(EXIT_USAGE, err.format_message(), "usage")
     return 0
 
 

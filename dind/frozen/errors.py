@@ -6,7 +6,20 @@ Usage problems (a bad reference, platform or option) raise ``dind.errors.UsageEr
 
 from __future__ import annotations
 
+import re
+
 from dind.errors import DindError
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` on one line: control characters (newlines, escape sequences) escaped.
+
+    Messages carry text from registries and from the output directory; an error is
+    one line on stderr whatever that text holds.
+    """
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class FreezeError(DindError):

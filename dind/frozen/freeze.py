@@ -2,13 +2,14 @@
 
 Order matters for resumability: all blobs first (each renamed into place only once
 verified), ``manifest.json`` last. Downloads run in parallel (``jobs``); the first
-failure cancels the rest, which keep their partial files for the next run.
+failure cancels the rest, which keep their partial files for the next run. The
+existing ``manifest.json`` is checked before anything is fetched, and the output
+directory is held open by fd for the whole run (see ``outdir``).
 """
 
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
 import threading
 import time
@@ -19,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dind.frozen.blobs import INCOMPLETE, BlobStore, Outcome
-from dind.frozen.errors import StoreError, VerificationError
-from dind.frozen.layout import LayoutImage, write_layout
+from dind.frozen.errors import StoreError, VerificationError, printable
+from dind.frozen.layout import LayoutImage, read_manifest, write_layout
 from dind.frozen.manifest import (
+    MAX_CONFIG_BYTES,
     Descriptor,
     ImageManifest,
     Index,
@@ -29,6 +31,7 @@ from dind.frozen.manifest import (
     parse_manifest,
     select_platform,
 )
+from dind.frozen.outdir import Dir
 from dind.frozen.platform import Platform
 from dind.frozen.progress import Progress
 from dind.frozen.reference import Reference
@@ -74,7 +77,7 @@ def resolve(registry: Registry, ref: Reference, wanted: Platform) -> Resolved:
     if isinstance(top, ImageManifest):
         if not pinned_ok:
             raise VerificationError(_moved(ref, fetched.digest))
-        return Resolved(ref, registry, top, fetched.digest, from_index=False)
+        return Resolved(ref, registry, _bounded(top, where), fetched.digest, from_index=False)
     assert isinstance(top, Index)
     entry = select_platform(top, wanted, where)
     if not pinned_ok and entry.digest != ref.digest:
@@ -88,7 +91,17 @@ def resolve(registry: Registry, ref: Reference, wanted: Platform) -> Resolved:
     manifest = parse_manifest(chosen.body, chosen.content_type, f"{where} ({wanted})")
     if not isinstance(manifest, ImageManifest):
         raise VerificationError(f"{where}: the index entry for {wanted} is not an image manifest")
-    return Resolved(ref, registry, manifest, entry.digest, from_index=True)
+    return Resolved(ref, registry, _bounded(manifest, where), entry.digest, from_index=True)
+
+
+def _bounded(manifest: ImageManifest, where: str) -> ImageManifest:
+    """The config is read into memory: refuse one too large before fetching it."""
+    if manifest.config.size > MAX_CONFIG_BYTES:
+        raise VerificationError(
+            f"{where}: the image config is {manifest.config.size} bytes, "
+            f"more than {MAX_CONFIG_BYTES}"
+        )
+    return manifest
 
 
 def _moved(ref: Reference, now: str, platform_digest: str = "", wanted: object = None) -> str:
@@ -97,21 +110,14 @@ def _moved(ref: Reference, now: str, platform_digest: str = "", wanted: object =
 
 
 @contextmanager
-def locked(root: Path) -> Iterator[None]:
-    """One writer per directory: a second run would fight over the partial files."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as err:
-        raise StoreError(f"cannot create {root}: {err.strerror}") from None
-    try:
+def locked(root: Path) -> Iterator[Dir]:
+    """The output directory, open and locked: a second run would fight over partial files."""
+    with Dir.open_root(root) as folder:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(folder.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreError(f"{root} is being written by another process") from None
-        yield
-    finally:
-        os.close(fd)
+        yield folder
 
 
 class Freezer:
@@ -129,7 +135,6 @@ class Freezer:
         cancel: threading.Event,
     ) -> None:
         self.root = root
-        self.store = BlobStore(root)
         self.wanted = wanted
         self.platform_explicit = platform_explicit
         self.jobs = jobs
@@ -139,13 +144,16 @@ class Freezer:
 
     def run(self, pairs: list[tuple[Reference, Registry]]) -> Summary:
         started = time.monotonic()
-        with locked(self.root):
+        with locked(self.root) as root:
+            existing = read_manifest(root)
+            store = BlobStore(root)
             images = [self._resolve(ref, registry) for ref, registry in pairs]
-            summary = self._fetch_all(images)
-            layout = [self._layout_image(image) for image in images]
-            summary.entries = write_layout(self.root, layout)
+            summary = self._fetch_all(store, images)
+            layout = [self._layout_image(store, image) for image in images]
+            summary.entries = write_layout(root, existing, layout)
             # Partial files left by cancelled downloads of earlier runs: done with them.
-            shutil.rmtree(self.root / INCOMPLETE, ignore_errors=True)
+            # (rmtree with dir_fd never follows a symlink, at the top or inside.)
+            shutil.rmtree(INCOMPLETE, ignore_errors=True, dir_fd=root.fd)
         summary.images = len(images)
         summary.seconds = time.monotonic() - started
         return summary
@@ -160,7 +168,7 @@ class Freezer:
         )
         return resolved
 
-    def _fetch_all(self, images: list[Resolved]) -> Summary:
+    def _fetch_all(self, store: BlobStore, images: list[Resolved]) -> Summary:
         """Every distinct blob once, configs included, ``jobs`` at a time."""
         wanted: dict[str, tuple[Resolved, Descriptor]] = {}
         for image in images:
@@ -172,7 +180,7 @@ class Freezer:
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="blob")
         futures: list[Future[Outcome]] = [
             pool.submit(
-                self.store.fetch,
+                store.fetch,
                 image.registry,
                 image.ref.repository,
                 desc,
@@ -212,24 +220,24 @@ class Freezer:
             wait(futures)
             raise _first_error(futures)
 
-    def _layout_image(self, image: Resolved) -> LayoutImage:
+    def _layout_image(self, store: BlobStore, image: Resolved) -> LayoutImage:
         manifest = image.manifest
         where = str(image.ref)
-        config = parse_config(self.store.read(manifest.config.digest), where)
+        config = parse_config(store.read(manifest.config.digest, MAX_CONFIG_BYTES), where)
         if len(config.diff_ids) != len(manifest.layers):
             raise VerificationError(
                 f"{where}: the manifest lists {len(manifest.layers)} layers but the config "
                 f"{len(config.diff_ids)} diff_ids"
             )
         if not image.from_index and not self.wanted.matches(config.platform):
-            message = f"{where}: image is for {config.platform}, not {self.wanted}"
+            message = printable(f"{where}: image is for {config.platform}, not {self.wanted}")
             if self.platform_explicit:
                 raise VerificationError(message)
             self.log.warning(message, image=where)
         tags = (image.ref.repo_tag,) if image.ref.repo_tag else ()
         return LayoutImage(
-            self.store.relpath(manifest.config.digest),
-            tuple(self.store.relpath(layer.digest) for layer in manifest.layers),
+            store.relpath(manifest.config.digest),
+            tuple(store.relpath(layer.digest) for layer in manifest.layers),
             tags,
         )
 

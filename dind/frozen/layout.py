@@ -3,19 +3,27 @@
 Merging is pure (old entries + new images -> new entries); writing goes through a
 temporary file, fsync and rename, ``repositories`` first and ``manifest.json`` last,
 because ``manifest.json`` is what makes the directory look complete to ``docker load``.
+An existing ``manifest.json`` is checked entry by entry first: one ``docker load``
+would reject (a bad tag, a path outside the directory, a missing file) is an error.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+from dind.errors import UsageError
 from dind.frozen.errors import StoreError
+from dind.frozen.jsondoc import parse_json
+from dind.frozen.outdir import Dir
+from dind.frozen.reference import parse_repo_tag
 
 MANIFEST = "manifest.json"
 REPOSITORIES = "repositories"
+MAX_LAYOUT_BYTES = 64 * 1024 * 1024
+"""A ``manifest.json`` larger than this is not one this tool wrote (~1 kB per image)."""
 
 
 @dataclass(frozen=True)
@@ -85,63 +93,105 @@ def repositories(entries: list[dict[str, object]]) -> dict[str, dict[str, str]]:
     return repos
 
 
-def read_manifest(root: Path) -> list[dict[str, object]]:
-    """The entries the directory already holds (none if there is no manifest.json)."""
-    path = root / MANIFEST
+def read_manifest(root: Dir) -> list[dict[str, object]]:
+    """The entries the directory already holds (none if there is no manifest.json).
+
+    Entries ``docker load`` would reject are not carried over silently: the first one
+    found is an error naming it, and nothing is written.
+    """
+    path = root.path / MANIFEST
     try:
-        doc = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError) as err:
+        data = root.read(MANIFEST, MAX_LAYOUT_BYTES)
+        doc = parse_json(data) if data is not None else []
+    except ValueError as err:
         raise StoreError(f"{path} is unreadable, refusing to overwrite it: {err}") from None
-    if not isinstance(doc, list) or not all(isinstance(e, dict) and "Config" in e for e in doc):
+    if not isinstance(doc, list):
         raise StoreError(f"{path} is not a docker save manifest, refusing to overwrite it")
+    for number, entry in enumerate(doc, 1):
+        problem = entry_problem(entry, root.is_file)
+        if problem:
+            raise StoreError(
+                f"{path}: entry {number}{_label(entry)}: {problem}; "
+                "fix or remove that entry, then run again"
+            )
     return doc
 
 
-def write_layout(root: Path, images: list[LayoutImage]) -> list[dict[str, object]]:
-    """Merge ``images`` into the directory's manifest; every blob must already be there."""
+def entry_problem(entry: object, present: Callable[[str], bool]) -> str | None:
+    """Why ``docker load`` would refuse this ``manifest.json`` entry, or None.
+
+    ``present(rel)`` says whether a path inside the directory is a regular file.
+    """
+    if not isinstance(entry, dict):
+        return "not a JSON object"
+    config, layers, tags = entry.get("Config"), entry.get("Layers"), entry.get("RepoTags")
+    if not isinstance(config, str):
+        return "Config is not a string"
+    if not isinstance(layers, list):
+        return "Layers is not a list"
+    if tags is not None and not isinstance(tags, list):
+        return "RepoTags is not a list"
+    for tag in tags or ():
+        if not isinstance(tag, str) or not _valid_tag(tag):
+            return f"tag {tag!r} is not a valid image reference (NAME:TAG)"
+    for rel in (config, *layers):
+        if not isinstance(rel, str) or not _inside(rel):
+            return f"{rel!r} is not a path inside the directory"
+        if not present(rel):
+            return f"{rel} is missing or not a regular file"
+    return None
+
+
+def _valid_tag(text: str) -> bool:
+    try:
+        parse_repo_tag(text)
+    except UsageError:
+        return False
+    return True
+
+
+def _inside(rel: str) -> bool:
+    """A plain relative path: no ``..``, ``.``, empty component, leading ``/`` or NUL."""
+    return (
+        bool(rel)
+        and "\0" not in rel
+        and posixpath.normpath(rel) == rel
+        and not (rel.startswith("/") or rel == ".." or rel.startswith("../"))
+    )
+
+
+def _label(entry: object) -> str:
+    """`` (tag, tag)`` for an entry with tags, to name it beside its number."""
+    tags = entry.get("RepoTags") if isinstance(entry, dict) else None
+    if isinstance(tags, list) and tags and all(isinstance(t, str) for t in tags):
+        return f" ({', '.join(tags)})"
+    return ""
+
+
+def write_layout(
+    root: Dir, existing: list[dict[str, object]], images: list[LayoutImage]
+) -> list[dict[str, object]]:
+    """Merge ``images`` into ``existing``; write ``repositories``, then ``manifest.json``.
+
+    Every blob must already be in the directory.
+    """
     for image in images:
         for rel in (image.config, *image.layers):
-            if not (root / rel).is_file():
-                raise StoreError(f"{root / rel} is missing; not writing {MANIFEST}")
+            if not root.is_file(rel):
+                raise StoreError(f"{root.path / rel} is missing; not writing {MANIFEST}")
     # The blobs' renames must reach the disk before the manifest that names them.
-    for folder in {
-        (root / rel).parent for image in images for rel in (image.config, *image.layers)
-    }:
-        fsync_dir(folder)
-    entries = merge(read_manifest(root), images)
-    write_atomic(root / REPOSITORIES, _dumps(repositories(entries)))
-    write_atomic(root / MANIFEST, _dumps(entries))
+    for rel in sorted({posixpath.dirname(r) for i in images for r in (i.config, *i.layers)}):
+        folder = root.walk(rel) if rel else None
+        if folder is None:
+            root.fsync()
+            continue
+        with folder:
+            folder.fsync()
+    entries = merge(existing, images)
+    root.write_atomic(REPOSITORIES, _dumps(repositories(entries)))
+    root.write_atomic(MANIFEST, _dumps(entries))
     return entries
 
 
 def _dumps(doc: object) -> bytes:
     return json.dumps(doc, indent=None, separators=(",", ":")).encode() + b"\n"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write beside ``path``, fsync, rename over it, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise StoreError(f"cannot write {path}: {err.strerror or err}") from None
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the renames done in ``path`` durable."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as err:
-        raise StoreError(f"cannot sync {path}: {err.strerror or err}") from None

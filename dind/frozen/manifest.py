@@ -6,10 +6,10 @@ with a clear error: registries stopped serving it and docker itself no longer pu
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from dind.frozen.errors import VerificationError
+from dind.frozen.jsondoc import parse_json
 from dind.frozen.platform import Platform, normalize
 from dind.frozen.reference import DIGEST_LENGTHS
 
@@ -25,6 +25,8 @@ INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
 MANIFEST_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+"""Image configs are read into memory; real ones are a few kB (history included)."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,8 @@ def parse_manifest(body: bytes, content_type: str, where: str) -> Index | ImageM
     ``where`` names the reference in error messages.
     """
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
+        doc = parse_json(body)
+    except ValueError as err:
         raise VerificationError(f"{where}: manifest is not valid JSON ({err})") from None
     if not isinstance(doc, dict):
         raise VerificationError(f"{where}: manifest is not a JSON object")
@@ -107,7 +109,7 @@ def _descriptor(raw: object) -> Descriptor:
     ):
         raise ValueError(f"bad digest {digest!r}")
     size = raw["size"]
-    if not isinstance(size, int) or size < 0:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ValueError(f"bad size {size!r}")
     plat = raw.get("platform")
     platform = None
@@ -115,8 +117,10 @@ def _descriptor(raw: object) -> Descriptor:
         platform = normalize(
             str(plat.get("os", "")), str(plat.get("architecture", "")), str(plat.get("variant", ""))
         )
-    urls = raw.get("urls") or ()
-    return Descriptor(str(raw.get("mediaType", "")), digest, size, platform, tuple(urls))
+    urls = raw.get("urls") or []
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise ValueError("urls is not a list of strings")
+    return Descriptor(str(raw.get("mediaType", "")), str(digest), size, platform, tuple(urls))
 
 
 def select_platform(index: Index, wanted: Platform, where: str) -> Descriptor:
@@ -154,11 +158,18 @@ class ImageConfig:
 def parse_config(body: bytes, where: str) -> ImageConfig:
     """Read os/architecture/variant and rootfs.diff_ids from an image config."""
     try:
-        doc = json.loads(body)
-        diff_ids = tuple(str(d) for d in doc["rootfs"]["diff_ids"])
-        platform = normalize(
-            str(doc.get("os", "")), str(doc.get("architecture", "")), str(doc.get("variant", ""))
-        )
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise VerificationError(f"{where}: malformed image config ({err!r})") from None
-    return ImageConfig(platform, diff_ids)
+        doc = parse_json(body)
+    except ValueError as err:
+        raise VerificationError(f"{where}: malformed image config ({err})") from None
+    rootfs = doc.get("rootfs") if isinstance(doc, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(diff_ids, list)
+        or not all(isinstance(d, str) for d in diff_ids)
+    ):
+        raise VerificationError(f"{where}: malformed image config (no rootfs.diff_ids list)")
+    platform = normalize(
+        str(doc.get("os", "")), str(doc.get("architecture", "")), str(doc.get("variant", ""))
+    )
+    return ImageConfig(platform, tuple(diff_ids))

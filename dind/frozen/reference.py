@@ -17,12 +17,14 @@ DOCKER_HUB = "docker.io"
 DOCKER_HUB_ENDPOINT = "https://registry-1.docker.io"
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
-_TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
+# ASCII only, as distribution's grammar says: Python's \w also takes letters and
+# digits of any script ("café", "\u0661").
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _HOST = re.compile(
     r"(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
     r"(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
-    r"|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?\Z"
+    r"|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?"
 )
 DIGEST_LENGTHS = {"sha256": 64, "sha512": 128}
 _MAX_NAME = 255
@@ -40,9 +42,13 @@ class Reference:
     @property
     def familiar_name(self) -> str:
         """The short name docker shows: ``busybox`` for ``docker.io/library/busybox``."""
-        short = self.repository.removeprefix("library/")
-        first = short.partition("/")[0]
-        if self.registry != DOCKER_HUB or ("/" in short and any(c in first for c in ".:")):
+        if self.registry != DOCKER_HUB:
+            return f"{self.registry}/{self.repository}"
+        short = self.repository
+        if short.startswith("library/") and "/" not in short[len("library/") :]:
+            short = short[len("library/") :]  # only one-component names, as docker does
+        first, slash, _ = short.partition("/")
+        if slash and (first == "localhost" or any(c in first for c in ".:")):
             # Keep the registry when dropping it would make a path component read as one.
             return f"{self.registry}/{self.repository}"
         return short
@@ -86,7 +92,7 @@ def parse_reference(text: str) -> Reference:
     colon = rest.rfind(":")
     if colon > rest.rfind("/"):
         name, tag = rest[:colon], rest[colon + 1 :]
-        if not _TAG.match(tag):
+        if not _TAG.fullmatch(tag):
             raise UsageError(f"invalid reference {text!r}: bad tag {tag!r}")
     registry, path = _split_registry(name, text)
     if registry in _HUB_ALIASES:
@@ -94,7 +100,7 @@ def parse_reference(text: str) -> Reference:
         if "/" not in path:
             path = f"library/{path}"
     for component in path.split("/"):
-        if not _COMPONENT.match(component):
+        if not _COMPONENT.fullmatch(component):
             raise UsageError(
                 f"invalid reference {text!r}: repository name component {component!r} "
                 "must be lower-case letters, digits and separators (. _ __ -)"
@@ -106,6 +112,16 @@ def parse_reference(text: str) -> Reference:
     return Reference(registry, path, tag, digest if at else None)
 
 
+def parse_repo_tag(text: str) -> Reference:
+    """A ``RepoTags`` entry of a ``docker save`` manifest: ``NAME:TAG`` with the tag
+    written out and no digest, the only form ``docker load`` accepts."""
+    ref = parse_reference(text)
+    _name, colon, tag = text.rpartition(":")
+    if ref.digest or not colon or "/" in tag:
+        raise UsageError(f"invalid tag {text!r}: expected NAME:TAG")
+    return ref
+
+
 def _split_registry(name: str, text: str) -> tuple[str, str]:
     first, slash, remainder = name.partition("/")
     is_registry = slash and (
@@ -113,7 +129,7 @@ def _split_registry(name: str, text: str) -> tuple[str, str]:
     )
     if not is_registry:
         return DOCKER_HUB, name
-    if not _HOST.match(first):
+    if not _HOST.fullmatch(first):
         raise UsageError(f"invalid reference {text!r}: bad registry host {first!r}")
     if not remainder:
         raise UsageError(f"invalid reference {text!r}: no repository after {first!r}")

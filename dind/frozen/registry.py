@@ -3,12 +3,18 @@
 HTTP goes through httpx (connection pooling, redirects that drop ``Authorization``
 when they leave the registry's origin, e.g. for a CDN). One ``Registry`` serves
 every download thread.
+
+Nothing the registry sends is read without a bound: manifests, tokens and error
+bodies go through ``read_body`` (blobs are streamed to disk, bounded by their
+descriptor's size), and redirects are followed here, from httpx's ``next_request``,
+because httpx would read a redirect's whole body before following it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import math
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,13 +24,19 @@ import httpx
 
 from dind.errors import UsageError
 from dind.frozen.auth import TokenCache, parse_challenge, pull_scope
-from dind.frozen.errors import FreezeError, RegistryError
+from dind.frozen.errors import FreezeError, RegistryError, printable
+from dind.frozen.jsondoc import parse_json
 from dind.frozen.manifest import ACCEPT, MAX_MANIFEST_BYTES
 from dind.frozen.reference import DOCKER_HUB, DOCKER_HUB_ENDPOINT
 from dind.frozen.retry import RETRY_STATUSES, RetryPolicy, Transient, parse_retry_after
 
 T = TypeVar("T")
 USER_AGENT = "dind-frozen-images"
+MAX_TOKEN_BYTES = 1024 * 1024
+MAX_ERROR_BYTES = 64 * 1024
+MAX_REDIRECTS = 10
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+"""What may follow ``Bearer `` in a header: visible ASCII (JWTs and opaque tokens)."""
 
 
 class Cancelled(FreezeError):
@@ -58,13 +70,35 @@ def digest_of(body: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
 
 
+def read_body(response: httpx.Response, limit: int, what: str) -> bytes:
+    """The whole body, or RegistryError as soon as it passes ``limit`` bytes.
+
+    The one place a body is read into memory. Transport errors are the caller's.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise RegistryError(f"{what}: larger than {limit} bytes ({declared} announced)")
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise RegistryError(f"{what}: larger than {limit} bytes")
+    return bytes(body)
+
+
 def error_detail(response: httpx.Response) -> str:
     """``CODE: message`` from a registry's JSON error body, else the reason phrase."""
     try:
-        errors = json.loads(response.read()[:65536])["errors"]
-        return "; ".join(f"{e.get('code', '?')}: {e.get('message', '')}" for e in errors[:3])
-    except (ValueError, KeyError, TypeError, AttributeError, httpx.HTTPError):
+        doc = parse_json(read_body(response, MAX_ERROR_BYTES, "error body"))
+    except (ValueError, RegistryError, httpx.HTTPError):
         return response.reason_phrase
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    if not isinstance(errors, list):
+        return response.reason_phrase
+    text = "; ".join(
+        f"{e.get('code', '?')}: {e.get('message', '')}" for e in errors[:3] if isinstance(e, dict)
+    )
+    return printable(text)[:500] or response.reason_phrase
 
 
 class Registry:
@@ -93,18 +127,14 @@ class Registry:
             response = self.send(repository, url, {"Accept": ACCEPT}, what)
             try:
                 self.check(response, what)
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_MANIFEST_BYTES:
-                        raise RegistryError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
+                body = read_body(response, MAX_MANIFEST_BYTES, what)
             except httpx.TransportError as err:
                 raise Transient(f"{what}: {describe(err)}") from None
             finally:
                 response.close()
             algorithm = reference.partition(":")[0] if ":" in reference else "sha256"
             content_type = response.headers.get("Content-Type", "")
-            return Fetched(bytes(body), content_type, digest_of(bytes(body), algorithm))
+            return Fetched(body, content_type, digest_of(body, algorithm))
 
         return self.with_retries(once)
 
@@ -130,13 +160,7 @@ class Registry:
         for renewed in (False, True):
             token = self.tokens.get(scope)
             sent = dict(headers, Authorization=f"Bearer {token}") if token else headers
-            try:
-                request = self.client.build_request("GET", url, headers=sent)
-                response = self.client.send(request, stream=True)
-            except httpx.TransportError as err:
-                raise Transient(f"{what}: {describe(err)}") from None
-            except httpx.HTTPError as err:
-                raise RegistryError(f"{what}: {describe(err)}") from None
+            response = self.get(url, sent, what)
             if response.status_code != 401 or renewed:
                 return response
             challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
@@ -146,6 +170,26 @@ class Registry:
             self.tokens.drop(scope, token)
             self._fetch_token(challenge.params, scope)
         raise AssertionError("unreachable")
+
+    def get(
+        self, url: str, headers: dict[str, str], what: str, params: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """A streaming GET; redirects are followed without reading their bodies."""
+        try:
+            request = self.client.build_request("GET", url, headers=headers, params=params)
+            for _ in range(MAX_REDIRECTS + 1):
+                response = self.client.send(request, stream=True, follow_redirects=False)
+                if response.next_request is None:
+                    return response
+                request = response.next_request
+                response.close()
+        except httpx.UnsupportedProtocol as err:
+            raise RegistryError(f"{what}: {describe(err)}") from None
+        except httpx.TransportError as err:
+            raise Transient(f"{what}: {describe(err)}") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as err:
+            raise RegistryError(f"{what}: {describe(err)}") from None
+        raise RegistryError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
     def _refused(self, url: str, what: str, scheme: str) -> httpx.Response:
         how = f"{scheme.title()} auth" if scheme else "credentials"
@@ -163,21 +207,15 @@ class Registry:
         what = f"token from {realm}"
 
         def once() -> None:
+            response = self.get(realm, {}, what, params=query)
             try:
-                response = self.client.get(realm, params=query)
+                self.check(response, what)
+                body = read_body(response, MAX_TOKEN_BYTES, what)
             except httpx.TransportError as err:
                 raise Transient(f"{what}: {describe(err)}") from None
-            except httpx.HTTPError as err:
-                raise RegistryError(f"{what}: {describe(err)}") from None
-            self.check(response, what)
-            try:
-                doc = response.json()
-                token = doc.get("token") or doc.get("access_token")
-                expires = float(doc.get("expires_in") or 60)
-            except (ValueError, AttributeError, TypeError):
-                token = None
-            if not isinstance(token, str) or not token:
-                raise RegistryError(f"{what}: the answer holds no token")
+            finally:
+                response.close()
+            token, expires = parse_token(body, what)
             self.tokens.put(scope, token, expires)
 
         self.with_retries(once)
@@ -218,6 +256,23 @@ class Registry:
             raise Cancelled("cancelled")
 
 
+def parse_token(body: bytes, what: str) -> tuple[str, float]:
+    """The token and its lifetime in seconds from a token server's JSON answer."""
+    try:
+        doc = parse_json(body)
+    except ValueError as err:
+        raise RegistryError(f"{what}: the answer is not valid JSON ({err})") from None
+    if not isinstance(doc, dict):
+        raise RegistryError(f"{what}: the answer holds no token")
+    token = doc.get("token") or doc.get("access_token")
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise RegistryError(f"{what}: the answer holds no token")
+    expires = doc.get("expires_in")
+    if not isinstance(expires, int | float) or not math.isfinite(expires) or expires <= 0:
+        expires = 60.0
+    return token, float(expires)
+
+
 def describe(err: Exception) -> str:
     """A short text for an httpx error (some carry an empty message)."""
     text = str(err) or type(err).__name__
@@ -229,10 +284,10 @@ def describe(err: Exception) -> str:
 
 
 def make_client(timeout: float) -> httpx.Client:
-    """The shared HTTP client: redirects followed, keep-alive pool sized for the jobs."""
+    """The shared HTTP client: keep-alive pool sized for the jobs (redirects: ``get``)."""
     return httpx.Client(
-        follow_redirects=True,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
-        headers={"User-Agent": USER_AGENT},
+        # Bodies as sent, so a bound on bytes read is a bound on memory.
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
         limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
     )

@@ -49,6 +49,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # a huge day or year: OverflowError
         return None
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)

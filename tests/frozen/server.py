@@ -3,7 +3,8 @@
 It serves content put into it, or forwards to a real registry (``upstream``), and
 can require Bearer tokens (a token-auth front with its own ``/token`` endpoint).
 Faults make chosen requests fail the ways networks and registries do: an error
-status, a connection cut mid-body, a corrupt byte, a Range header ignored, a stall.
+status, a connection cut mid-body, a corrupt byte, a Range header ignored, a stall;
+and the ways a hostile registry would: any reply body, or one that never ends.
 Every request is recorded so tests can check what the client asked for.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import itertools
 import json
 import re
 import secrets
@@ -22,7 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-FaultKind = Literal["status", "drop", "corrupt", "ignore-range", "stall", "redirect"]
+FaultKind = Literal[
+    "status", "drop", "corrupt", "ignore-range", "stall", "redirect", "body", "endless"
+]
 
 
 @dataclass
@@ -37,6 +41,8 @@ class Fault:
     retry_after: str | None = None
     seconds: float = 0.0
     location: str = ""
+    body: bytes = b""
+    """``body``: the reply's whole body; ``endless``: the piece sent again and again."""
 
 
 @dataclass
@@ -169,6 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.kind == "status":
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             return self._send_error(fault.status, "INJECTED", "injected fault", record, extra)
+        if fault and fault.kind in ("body", "endless"):
+            return self._send_body(fault, url.path, record)
         if url.path == "/token":
             return self._token(parse_qs(url.query), record)
         if fault and fault.kind == "redirect":
@@ -287,6 +295,17 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
         reply_headers = {"Content-Type": "application/json", **(headers or {})}
         self._send(Reply(status, reply_headers, iter([body]), len(body)), record, None)
+
+    def _send_body(self, fault: Fault, path: str, record: Recorded) -> None:
+        """A reply with the fault's status and body; ``endless`` never stops sending."""
+        headers = {"Content-Type": "application/json"}
+        if fault.location:
+            headers["Location"] = fault.location + path
+        if fault.kind == "body":
+            reply = Reply(fault.status, headers, iter([fault.body]), len(fault.body))
+        else:
+            reply = Reply(fault.status, headers, itertools.repeat(fault.body or b"x" * 65536), None)
+        self._send(reply, record, None)
 
     # -- token auth
 

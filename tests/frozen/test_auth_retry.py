@@ -50,6 +50,9 @@ def test_retry_after_and_backoff() -> None:
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
+    # Found by fuzzing: a day number past C long overflowed (a traceback, not None).
+    assert parse_retry_after("Wed, 210000000000000000000 Oct 2015 0:28:00 T") is None
+    assert parse_retry_after("Wed, 21 Oct 99999 07:28:00 GMT") is None
     date = email.utils.formatdate(1_000_010, usegmt=True)
     assert parse_retry_after(date, now=1_000_000) == 10.0
     policy = RetryPolicy(attempts=5, backoff=1.0, max_delay=4.0)

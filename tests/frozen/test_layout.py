@@ -9,6 +9,7 @@ import pytest
 
 from dind.frozen.errors import StoreError
 from dind.frozen.layout import LayoutImage, merge, read_manifest, repositories, write_layout
+from dind.frozen.outdir import Dir
 
 
 def img(config: str, layers: tuple[str, ...], *tags: str) -> LayoutImage:
@@ -62,11 +63,12 @@ def test_merge_digest_only_and_moved_away() -> None:
 def test_write_layout_needs_every_blob_and_writes_manifest_last(tmp_path: Path) -> None:
     (tmp_path / "blobs/sha256").mkdir(parents=True)
     (tmp_path / "blobs/sha256/c").write_text("{}")
-    with pytest.raises(StoreError, match="blobs/sha256/l is missing"):
-        write_layout(tmp_path, [img("c", ("l",), "x:1")])
-    assert not (tmp_path / "manifest.json").exists()
-    (tmp_path / "blobs/sha256/l").write_text("layer")
-    write_layout(tmp_path, [img("c", ("l",), "x:1")])
+    with Dir.open_root(tmp_path) as root:
+        with pytest.raises(StoreError, match="blobs/sha256/l is missing"):
+            write_layout(root, [], [img("c", ("l",), "x:1")])
+        assert not (tmp_path / "manifest.json").exists()
+        (tmp_path / "blobs/sha256/l").write_text("layer")
+        write_layout(root, [], [img("c", ("l",), "x:1")])
     assert json.loads((tmp_path / "manifest.json").read_text()) == [
         {"Config": "blobs/sha256/c", "RepoTags": ["x:1"], "Layers": ["blobs/sha256/l"]}
     ]
@@ -75,9 +77,27 @@ def test_write_layout_needs_every_blob_and_writes_manifest_last(tmp_path: Path) 
 
 
 def test_refuses_foreign_manifest(tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_text('{"not": "a docker save manifest"}')
-    with pytest.raises(StoreError, match="refusing to overwrite"):
-        read_manifest(tmp_path)
-    (tmp_path / "manifest.json").write_text("[{")
-    with pytest.raises(StoreError, match="unreadable"):
-        read_manifest(tmp_path)
+    with Dir.open_root(tmp_path) as root:
+        assert read_manifest(root) == []
+        (tmp_path / "manifest.json").write_text('{"not": "a docker save manifest"}')
+        with pytest.raises(StoreError, match="refusing to overwrite"):
+            read_manifest(root)
+        (tmp_path / "manifest.json").write_text("[{")
+        with pytest.raises(StoreError, match="unreadable"):
+            read_manifest(root)
+        (tmp_path / "manifest.json").write_bytes(b"[" + b" " * (64 << 20) + b"]")
+        with pytest.raises(StoreError, match="larger than 67108864 bytes"):
+            read_manifest(root)
+
+
+def test_paths_inside_never_leave_the_directory(tmp_path: Path) -> None:
+    """``..`` is no symlink, but it leaves the directory all the same."""
+    (tmp_path / "out" / "a").mkdir(parents=True)
+    (tmp_path / "secret").write_text("x")
+    (tmp_path / "out" / "link").symlink_to(tmp_path / "secret")
+    with Dir.open_root(tmp_path / "out") as root:
+        assert root.is_file("a/../../secret") is False
+        assert root.is_file("link") is False
+        for rel in ("..", "a/..", "a/../..", "a//b", "a/./b"):
+            with pytest.raises(StoreError, match="not a name inside"):
+                root.walk(rel)

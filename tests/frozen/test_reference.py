@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dind.errors import UsageError
-from dind.frozen.reference import Reference, parse_digest, parse_reference
+from dind.frozen.reference import Reference, parse_digest, parse_reference, parse_repo_tag
 
 D = "sha256:" + "ab" * 32
 
@@ -45,6 +45,17 @@ D = "sha256:" + "ab" * 32
         ("Registry/foo", "Registry", "foo", "latest", None, "Registry/foo:latest"),
         ("a__b-c---d/e.f", "docker.io", "a__b-c---d/e.f", "latest", None, "a__b-c---d/e.f:latest"),
         ("docker.io/a.b/c", "docker.io", "a.b/c", "latest", None, "docker.io/a.b/c:latest"),
+        # Found by fuzzing: "library/" goes only from one-component names, as docker
+        # does; "dex/lb-slim" would be another repository.
+        ("library/dex/lb", "docker.io", "library/dex/lb", "latest", None, "library/dex/lb:latest"),
+        (
+            "docker.io/localhost/foo",
+            "docker.io",
+            "localhost/foo",
+            "latest",
+            None,
+            "docker.io/localhost/foo:latest",
+        ),
     ],
 )
 def test_parses_like_docker(
@@ -58,6 +69,7 @@ def test_parses_like_docker(
     ref = parse_reference(text)
     assert ref == Reference(registry, repository, tag, digest)
     assert ref.repo_tag == repo_tag
+    assert parse_reference(str(ref)) == ref
 
 
 @pytest.mark.parametrize(
@@ -69,6 +81,11 @@ def test_parses_like_docker(
         ("busybox:", "bad tag"),
         ("busybox:-x", "bad tag"),
         ("busybox:" + "a" * 129, "bad tag"),
+        ("busybox:café", "bad tag"),  # \w took any script's letters and digits
+        ("busybox:\uff11", "bad tag"),
+        ("busybox:x\u212a", "bad tag"),
+        ("busybox:a\x1bb", "bad tag"),
+        ("[::ffff:1.2.3.4]:5000/foo", "bad registry host"),
         ("busybox@sha256:abc", "digest"),
         ("busybox@md5:" + "a" * 32, "digest"),
         ("busybox@sha256:" + "AB" * 32, "digest"),
@@ -82,6 +99,27 @@ def test_parses_like_docker(
 def test_rejects_bad_references(text: str, reason: str) -> None:
     with pytest.raises(UsageError, match=reason):
         parse_reference(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("busybox:1.36", True),
+        ("localhost:5000/a/b:v1", True),
+        ("[::1]:5000/foo:bar", True),
+        ("busybox", False),  # docker load wants the tag written out
+        ("localhost:5000/a", False),
+        (f"busybox@{D}", False),
+        (f"busybox:1@{D}", False),
+        ("busybox:café", False),
+    ],
+)
+def test_repo_tags_as_docker_load_accepts_them(text: str, ok: bool) -> None:
+    if ok:
+        assert parse_repo_tag(text).repo_tag is not None
+    else:
+        with pytest.raises(UsageError):
+            parse_repo_tag(text)
 
 
 def test_digest_check() -> None:
