@@ -884,17 +884,19 @@ def test_user_namespace_without_a_mount_namespace_of_its_own_is_blocked() -> Non
 
 @root_only
 def test_prediction_matches_reality_on_a_read_only_root() -> None:
+    """A cgroup root no run has made (the machine may hold a /cgroup from earlier runs)."""
+    root = f"/dind-never-made-{os.getpid()}"
     result = _sandboxed(
-        """mount -o remount,bind,ro /
+        f"""mount -o remount,bind,ro /
         set +e
-        "$DIND" --check > /dev/null; echo "check $?"
-        "$DIND" -- true 2>&1 | tail -1; echo "real $?"
+        "$DIND" --check --cgroup-root {root} > /dev/null; echo "check $?"
+        "$DIND" --cgroup-root {root} -- true 2>&1 | tail -1; echo "real $?"
         """,
         UNSHARE,
     )
     lines = result.stdout.splitlines()
     assert lines[0] == "check 1", result.stdout + result.stderr
-    assert "mkdir /cgroup: Read-only file system [EROFS]" in lines[1]
+    assert f"mkdir {root}: Read-only file system [EROFS]" in lines[1]
 
 
 @root_only
