@@ -1,3 +1,3 @@
-from dind.main import main
+from dind.entry import main
 
 main()

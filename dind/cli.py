@@ -162,27 +162,47 @@ def command(**params: object) -> None:
     """
 
 
-def _known(args: list[str]) -> int:
-    """How many leading words are dind's own options (with their values)."""
-    takes_value: dict[str, bool] = {}
+def _takes_value() -> dict[str, bool]:
+    """Every spelling of dind's options, and whether it takes a value."""
+    takes_value: dict[str, bool] = {"--version": False}
     for param in command.params:
         if isinstance(param, click.Option):
             for name in (*param.opts, *param.secondary_opts):
                 takes_value[name] = not (param.is_flag or param.count)
-    takes_value["--version"] = False
+    return takes_value
+
+
+def _options(args: list[str]) -> tuple[int, list[tuple[str, str | None]]]:
+    """How many leading words are dind's own options, and those options with their values."""
+    takes_value = _takes_value()
+    found: list[tuple[str, str | None]] = []
     i = 0
     while i < len(args):
         arg = args[i]
         if arg == "--" or not arg.startswith("-") or arg == "-":
-            return i
-        name = arg.split("=", 1)[0]
+            break
+        name, eq, value = arg.partition("=")
         if name in takes_value:
-            i += 2 if takes_value[name] and "=" not in arg else 1
+            if takes_value[name] and not eq:
+                value = args[i + 1] if i + 1 < len(args) else ""
+                i += 1
+            found.append((name, value if takes_value[name] else None))
+            i += 1
         elif not arg.startswith("--") and all(f"-{c}" in takes_value for c in arg[1:]):
             i += 1  # a cluster of short flags: -vv
         else:
-            return i
-    return i
+            break
+    return i, found
+
+
+def _known(args: list[str]) -> int:
+    """How many leading words are dind's own options (with their values)."""
+    return _options(args)[0]
+
+
+def option_values(args: list[str], name: str) -> list[str]:
+    """The values given to dind's option ``name`` among its leading options, in order."""
+    return [value or "" for option, value in _options(args)[1] if option == name]
 
 
 def parse(args: list[str], default_command: str = "") -> Settings:

@@ -86,6 +86,12 @@ def execvp(argv: list[str], env: dict[str, str] | None = None) -> None:
                 try:
                     os.execve(b"/bin/sh", [b"/bin/sh", path, *args[1:]], environ)
                 except OSError as sh:
+                    if sh.errno in (errno.ENOENT, errno.ENOTDIR):
+                        raise CommandError(
+                            f"{argv[0]}: cannot execute: interpreter /bin/sh not found",
+                            NOT_FOUND,
+                            sh.errno,
+                        ) from None
                     raise command_error(argv[0], sh) from None
             exists = os.path.isfile(path)
             if err.errno == errno.EACCES:

@@ -127,6 +127,7 @@ def read(settings: Settings, *, everything: bool = False) -> Evidence:
         securityfs_dir=os.path.isdir(paths.SECURITYFS),
         container=os.environ.get("container") or None,
         proc_cgroup_source=settings.proc_cgroup,
+        mountinfo_source=settings.mountinfo,
         links=links,
         captured=captured,
     )

@@ -36,6 +36,7 @@ class Evidence(Record):
         "errors",
         "files",
         "links",
+        "mountinfo_source",
         "proc_cgroup_source",
         "root_entries",
         "root_symlink",
@@ -57,6 +58,7 @@ class Evidence(Record):
         securityfs_dir: bool = True,
         container: str | None = None,
         proc_cgroup_source: str = paths.PROC_1_CGROUP,
+        mountinfo_source: str = paths.MOUNTINFO,
         links: dict[str, str | None] | None = None,
         captured: bool = False,
         daemon: DaemonEvidence | None = None,
@@ -71,6 +73,7 @@ class Evidence(Record):
         self.securityfs_dir = securityfs_dir
         self.container = container
         self.proc_cgroup_source = proc_cgroup_source
+        self.mountinfo_source = mountinfo_source
         self.links = links or {}
         self.captured = captured
         self.daemon = daemon

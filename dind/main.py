@@ -37,16 +37,16 @@ def parse_args(args: list[str]) -> Settings:
     return parse(args, default)
 
 
-def json_asked(args: list[str]) -> bool:
-    """``--log-format json`` among dind's own options, for errors met before they parse."""
-    for i, arg in enumerate(args):
-        if arg == "--" or not arg.startswith("-"):
-            break
-        if arg == "--log-format=json" or (
-            arg == "--log-format" and args[i + 1 : i + 2] == ["json"]
-        ):
-            return True
-    return os.environ.get("DIND_LOG_FORMAT") == "json"
+def log_format_asked(args: list[str]) -> str:
+    """The log format asked for, for errors met before the options parse: the last
+    ``--log-format`` among dind's own options, else ``DIND_LOG_FORMAT``."""
+    given = None
+    if args and args[0].startswith("-"):
+        from dind.cli import option_values
+
+        given = option_values(args, "--log-format")
+    value = given[-1] if given else os.environ.get("DIND_LOG_FORMAT", "text")
+    return "json" if value == "json" else "text"
 
 
 def write_out(text: str, log: Log) -> bool:
@@ -75,16 +75,24 @@ def interrupted(log: Log) -> int | None:
     return 128 + sig
 
 
-def run(args: list[str]) -> int:
-    """Do dind's job; returns the exit status (when nothing was exec'd)."""
-    mask = signals.hold()
+def run(args: list[str], mask: set[int] | None = None) -> int:
+    """Do dind's job; returns the exit status (when nothing was exec'd).
+
+    ``mask`` is the signal mask dind started with, when the terminating signals were
+    already held by ``dind.entry``.
+    """
+    if mask is None:
+        mask = signals.hold()
     try:
         settings = parse_args(args)
     except EarlyExit as done:
         return done.status
     except UsageError as err:
-        Log(fmt="json" if json_asked(args) else "text").error(f"{err} (see 'dind --help')")
+        Log(fmt=log_format_asked(args)).error(f"{err} (see 'dind --help')")
         return USAGE
+    except OSError as err:  # --help or --version on a full or closed stdout
+        Log(fmt=log_format_asked(args)).error(f"cannot write to stdout: {err.strerror or err}")
+        return SETUP_FAILED
 
     log = Log(settings.log_level, settings.log_format)
     try:
@@ -202,9 +210,9 @@ def _flush_stdout() -> None:
         pass
 
 
-def main() -> None:
+def main(mask: set[int] | None = None) -> None:
     """Console-script entry point; a closed or full stdout never turns into a traceback."""
-    status = run(sys.argv[1:])
+    status = run(sys.argv[1:], mask)
     _flush_stdout()
     try:
         if sys.stderr is not None:

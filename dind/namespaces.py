@@ -37,6 +37,16 @@ def is_initial(kind: str, link: str | None) -> bool | None:
     return number == INITIAL_NAMESPACE[kind]
 
 
+def mount_ids(mountinfo_text: str) -> set[str]:
+    """The mount IDs (first field) of a mountinfo text; unparsable lines are skipped."""
+    ids = set()
+    for line in mountinfo_text.splitlines():
+        first = line.split(" ", 1)[0]
+        if first.isascii() and first.isdigit():
+            ids.add(first)
+    return ids
+
+
 def host_mount_namespace(
     self_pid: str | None,
     self_mnt: str | None,
@@ -49,7 +59,9 @@ def host_mount_namespace(
     The host is the initial PID namespace's PID 1. In another PID namespace this is
     a container. In the initial one (the host, or ``--pid host``), the mount
     namespace decides: PID 1's own, or another. When PID 1's link cannot be read,
-    identical mount tables are the remaining evidence; otherwise "unknown".
+    the mount tables are the remaining evidence: a mount namespace made by copying
+    gives every mount a new ID, so tables sharing a mount ID are one namespace's,
+    whatever was mounted between the two reads; otherwise "unknown".
     """
     pid_initial = is_initial("pid", self_pid)
     if pid_initial is False:
@@ -64,7 +76,9 @@ def host_mount_namespace(
             )
         return False, f"{self_mnt} is not the mount namespace of PID 1 ({init_mnt})"
     if self_mountinfo is not None and init_mountinfo is not None:
-        if self_mountinfo == init_mountinfo:
-            return True, "the initial PID namespace, and the same mount table as its PID 1"
-        return False, "the mount table differs from PID 1's: another mount namespace"
+        ours, theirs = mount_ids(self_mountinfo), mount_ids(init_mountinfo)
+        if ours & theirs:
+            return True, "the initial PID namespace, and the mounts of its PID 1 (same mount IDs)"
+        if ours and theirs:
+            return False, "no mount ID in common with PID 1's: another mount namespace"
     return None, "the initial PID namespace, but PID 1's mount namespace could not be read"

@@ -147,7 +147,7 @@ def standalone_dind() -> Iterator[str]:
     launcher.write_text(
         f"#!{os.path.realpath(sys.executable)} -S\n"
         f"import sys\nsys.path.insert(0, {str(base / 'lib')!r})\n"
-        "from dind.main import main\nsys.argv[0] = 'dind'\nmain()\n"
+        "from dind.entry import main\nsys.argv[0] = 'dind'\nmain()\n"
     )
     launcher.chmod(0o755)
     yield str(launcher)

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,6 +196,13 @@ def test_comounted_and_named_hierarchies_for_real(scratch: Path) -> None:
         f"already done: ln -s net_prio,net_cls {root}/net_cls (link already there)" in again.stderr
     )
     assert "warning" not in again.stderr
+    # The kernel destroys the hierarchies made here once their last mount is gone, but
+    # lazily: until then /proc/1/cgroup lists them, and the next run would try to mount
+    # them (EPERM from a cgroup namespace). Leave the machine as found before going on.
+    deadline = time.monotonic() + 10
+    while any(x in Path("/proc/1/cgroup").read_text() for x in ("net_cls", "dindtest")):
+        assert time.monotonic() < deadline, "the test's hierarchies outlived it"
+        time.sleep(0.05)
 
 
 def test_something_mounted_on_a_target_is_left_alone_with_a_warning(scratch: Path) -> None:

@@ -53,6 +53,7 @@ def save(snapshot: Snapshot, directory: str) -> None:
         "sys_modules": list(snapshot.sys_modules),
         "release": snapshot.release,
         "proc_cgroup_source": ev.proc_cgroup_source,
+        "mountinfo_source": ev.mountinfo_source,
         "runtime": snapshot.runtime,
         "keyring": snapshot.keyring,
         "daemon": _daemon_json(snapshot),
@@ -96,6 +97,7 @@ def load(directory: str) -> Snapshot:
         securityfs_dir=probes["securityfs_dir"],
         container=probes["container"],
         proc_cgroup_source=probes["proc_cgroup_source"],
+        mountinfo_source=probes.get("mountinfo_source", "/proc/self/mountinfo"),
         links=links,
         daemon=None if daemon is None else DaemonEvidence.from_json(daemon),
     )

@@ -15,6 +15,7 @@ from dind.check.model import Snapshot
 from dind.errors import DindError
 from dind.namespaces import is_initial
 from dind.paths import MOUNTINFO, PROC_1_CGROUP, PROC_SELF_CGROUP, SYS_FS_CGROUP, UNIFIED
+from dind.procfile import unreadable
 
 CGROUP_FS = ("cgroup", "cgroup2")
 
@@ -96,11 +97,13 @@ class Env:
 
 
 def _mount_table(snap: Snapshot) -> tuple[mountinfo.MountTable | None, str]:
+    source = snap.evidence.mountinfo_source
     text = snap.text(MOUNTINFO)
     if text is None:
-        return None, f"{MOUNTINFO}: {snap.errors.get(MOUNTINFO, 'missing')}"
+        why = snap.errors.get(MOUNTINFO, "ENOENT")
+        return None, str(unreadable(source, why, "mountinfo file", mountinfo.MAX_SIZE))
     try:
-        return mountinfo.MountTable(mountinfo.parse(text, MOUNTINFO)), ""
+        return mountinfo.MountTable(mountinfo.parse(text, source)), ""
     except DindError as err:
         return None, str(err)
 
@@ -109,7 +112,8 @@ def _hierarchies(snap: Snapshot) -> tuple[list[proccgroup.Hierarchy] | None, str
     source = snap.evidence.proc_cgroup_source
     text = snap.text(PROC_1_CGROUP)
     if text is None:
-        return None, f"{source}: {snap.errors.get(PROC_1_CGROUP, 'missing')}"
+        why = snap.errors.get(PROC_1_CGROUP, "ENOENT")
+        return None, str(unreadable(source, why, "cgroup file", proccgroup.MAX_SIZE))
     try:
         return proccgroup.parse(text, source), ""
     except DindError as err:
