@@ -66,12 +66,18 @@ def write_out(text: str, log: Log) -> bool:
     return False
 
 
-def interrupted(log: Log) -> int | None:
-    """A terminating signal that came during set-up: one line, and its exit status."""
+def interrupted(log: Log, during: str = "") -> int | None:
+    """A terminating signal that came while it was held: one line, and its exit status.
+
+    ``during`` names what it interrupted; empty for set-up, which is finished first.
+    """
     sig = signals.arrived()
     if sig is None:
         return None
-    log.error(f"{signals.name(sig)} during set-up: set-up finished, the command is not started")
+    if during:
+        log.error(f"{signals.name(sig)} during {during}")
+    else:
+        log.error(f"{signals.name(sig)} during set-up: set-up finished, the command is not started")
     return 128 + sig
 
 
@@ -100,14 +106,14 @@ def run(args: list[str], mask: set[int] | None = None) -> int:
             from dind.daemon.ready import probe
 
             status = probe(settings, log)
-            return interrupted(log) or status
+            return interrupted(log, "--ready") or status
         if settings.check:
             from dind.check import check
 
             text, status = check(settings, log)
             if not write_out(text, log):
                 return SETUP_FAILED
-            return interrupted(log) or status
+            return interrupted(log, "--check") or status
         return setup_and_run(settings, log, mask)
     except CommandError as err:
         log.error(str(err), errno=err.errno)
@@ -142,8 +148,9 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
     # Two dind runs at once (an entrypoint and a `docker exec dind ...`) would both
     # see nothing mounted and mount everything twice: the second waits, then
     # re-detects. flock on / needs no file; exec closes it (O_CLOEXEC).
-    guard = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    guard = -1
     if not settings.dry_run:
+        guard = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         lock(guard)
     evidence = detect.read(settings)
     if settings.daemon_mode:
@@ -152,7 +159,6 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
         evidence.daemon = read_daemon(settings)
     plan = make_plan(from_evidence(evidence, settings), settings)
     if settings.dry_run:
-        os.close(guard)
         for step, warning in plan.warnings:
             log.warning(warning, step=step)
         refused = plan.refused
@@ -160,7 +166,7 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
             log.warning(f"a real run would refuse: {refused.note}", step=refused.step)
         if not write_out(render(plan, settings.log_format), log):
             return SETUP_FAILED
-        return interrupted(log) or 0
+        return interrupted(log, "--dry-run") or 0
 
     # Load all that the rest of the run needs before mounting anything: the tmpfs
     # on /tmp (or any mount) may cover the directory dind was imported from.
