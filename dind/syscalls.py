@@ -14,6 +14,7 @@ tests use a full fake for error paths and this one for real, in namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -89,6 +90,10 @@ class _OpenHow(ctypes.Structure):
         ("resolve", ctypes.c_uint64),
     )
 
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _mount = _libc.mount
@@ -225,6 +230,19 @@ def _parent(path: str) -> tuple[int, str]:
     return fd, name
 
 
+@contextlib.contextmanager
+def _at(path: str) -> Iterator[tuple[int, str]]:
+    """The parent's descriptor and the last name of ``path``, for an *at call; errors name
+    ``path`` and the descriptor is closed whatever happens."""
+    fd, name = _parent(path)
+    try:
+        yield fd, name
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, path) from None
+    finally:
+        os.close(fd)
+
+
 def mount(
     source: str | None, target: str, fstype: str | None, flags: int, data: str | None
 ) -> None:
@@ -300,37 +318,22 @@ class LinuxKernel:
         unshare(flags)
 
     def mkdir(self, path: str, mode: int = 0o755) -> None:
-        fd, name = _parent(path)
-        try:
+        with _at(path) as (fd, name):
             os.mkdir(name, mode, dir_fd=fd)
-        except OSError as err:
-            raise OSError(err.errno, err.strerror, path) from None
-        finally:
-            os.close(fd)
 
     def symlink(self, link_target: str, path: str) -> None:
         """symlinkat; an existing link is replaced atomically (a new name, then renameat)."""
-        fd, name = _parent(path)
-        try:
+        with _at(path) as (fd, name):
             if _is_link(name, fd):
                 temp = f".{name}.dind-{os.getpid()}"
                 os.symlink(link_target, temp, dir_fd=fd)
                 os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
             else:
                 os.symlink(link_target, name, dir_fd=fd)
-        except OSError as err:
-            raise OSError(err.errno, err.strerror, path) from None
-        finally:
-            os.close(fd)
 
     def unlink(self, path: str) -> None:
-        fd, name = _parent(path)
-        try:
+        with _at(path) as (fd, name):
             os.unlink(name, dir_fd=fd)
-        except OSError as err:
-            raise OSError(err.errno, err.strerror, path) from None
-        finally:
-            os.close(fd)
 
     def kind(self, path: str) -> str | None:
         """'dir', 'link', 'other' or None when missing; ELOOP when a parent is a symlink."""
