@@ -26,7 +26,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.dockerd import Dockerd, base_image, ensure_engine, start_dockerd
+from tests.support.dockerd import (
+    Dockerd,
+    base_image,
+    build_dev_image,
+    ensure_engine,
+    start_dockerd,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -65,7 +71,9 @@ def du(path: Path) -> int:
     """Bytes used under ``path`` (du -sb), 0 if it is gone."""
     if not path.exists():
         return 0
-    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["du", "-sb", str(path)], capture_output=True, text=True, timeout=300, check=False
+    )
     return int(out.stdout.split()[0]) if out.returncode == 0 else 0
 
 
@@ -108,14 +116,7 @@ def e2e() -> Iterator[Env]:
         base = base_image(daemon, CACHE)
         FIGURES["base image (debootstrap or cache + import)"] = f"{time.monotonic() - t:.1f} s"
         t = time.monotonic()
-        build = subprocess.run(
-            [str(REPO / "scripts/build-image"), "--base", base, "--tag", IMAGE_TAG],
-            env={**daemon.env, "DOCKER": daemon.client},
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
+        build = build_dev_image(daemon, REPO, base=base, tag=IMAGE_TAG)
         if build.returncode != 0:
             pytest.fail(f"scripts/build-image failed:\n{build.stdout[-6000:]}\n{build.stderr}")
         FIGURES["image build (scripts/build-image)"] = f"{time.monotonic() - t:.1f} s"

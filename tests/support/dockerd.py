@@ -15,14 +15,25 @@ as it found it:
   and netns mounts never appear in the machine's mount table, and all of that
   vanishes with the daemon. So bind-mount sources (``docker run -v``) must not
   be under /run either: the daemon sees its own, empty /run.
-- **Network**: ``--bridge=none --iptables=false --ip6tables=false
-  --ip-forward=false --ip-masq=false``: no docker0, no iptables rules, no sysctl
-  writes, hence nothing for two daemons to fight over. Containers therefore run
-  with ``--network none`` (the default here: a private netns with only ``lo``,
-  where a nested dockerd can make its own bridge) or ``--network host``;
-  ``docker build`` needs ``--network host`` to reach package mirrors. Pushing to
-  a registry on 127.0.0.1 works (the daemon is in the host's netns).
-- **Cgroups**: ``--cgroup-parent`` is a per-daemon group (``/dind-test-<token>``),
+- **Network**: dockerd runs in a network namespace of its own (``unshare
+  --net``, only ``lo``, brought up), never in the machine's: there, moby deletes
+  the machine's ``docker0`` when started with ``--bridge=none``
+  (``removeDefaultBridgeInterface``), and a bridge of its own would add links,
+  addresses and routes to the machine. Inside, ``--bridge=none --iptables=false
+  --ip6tables=false --ip-forward=false --ip-masq=false`` still apply: no bridge,
+  no rules, no sysctl writes. Containers run with ``--network none`` (the default
+  here: a private netns with only ``lo``, where a nested dockerd can make its own
+  bridge) or ``--network host`` (the daemon's namespace). The way out is
+  tests.support.netns: an HTTP proxy at 127.0.0.1:3128 in the daemon's namespace,
+  which apt of the base image (:func:`base_image`) is configured to use, so
+  ``docker build --network host`` (as scripts/build-image runs it) reaches the
+  Debian mirror with no build argument (those would enter the build cache's key)
+  and no variable in any container (a docker client in a container would send
+  even ``tcp://`` daemon calls to an ``HTTPS_PROXY``); ``d.proxy_env`` and
+  ``d.build_args`` give other tools the proxy on request. And the machine's
+  loopback ports shared with :func:`~tests.support.netns.shared_loopback_port`
+  (the test registry's), so ``docker push 127.0.0.1:PORT/...`` works unchanged.
+- **Cgroups**: ``--cgroup-parent`` is a per-daemon group (``/dind-test-<pid>-<token>``),
   removed (children first) by :meth:`Dockerd.stop`. On a hybrid host its
   cgroup2 group (/sys/fs/cgroup/unified/<parent>) is created up front with every
   controller the root has (here only ``hugetlb``) enabled, so containers get
@@ -45,6 +56,9 @@ Interface (stable)::
     d.docker("load", stdin=open(tar, "rb"))
     d.env                                  # DOCKER_HOST etc. for other clients
     tag = base_image(d, Path("/var/cache/dind-e2e"))   # "local/debian:bookworm", cached
+    build_dev_image(d, repo, base=tag, tag="dind:e2e")   # scripts/build-image; CompletedProcess
+    d.docker("run", "--network", "host", *(f"-e{k}={v}" for k, v in d.proxy_env.items()), ...)
+    d.in_namespaces("ctr", "-a", d.containerd_socket, ...)   # argv for its mount+net namespaces
     d.stop(remove_workdir=True)            # by PID; removes its cgroups (and the workdir)
 
 Everything here needs root and the engine; callers decide whether to skip.
@@ -72,7 +86,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-ENGINE_PACKAGES = ("docker.io", "debootstrap", "docker-registry", "libcap2-bin")
+from tests.support.netns import PROXY_PORT, Gateway
+
+ENGINE_PACKAGES = ("docker.io", "debootstrap", "docker-registry", "libcap2-bin", "iproute2")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 RUNTIME_NAME = "nosr"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -149,8 +165,11 @@ class DockerdError(RuntimeError):
     """The daemon (or a client call against it) failed; the message carries its output."""
 
 
-def _run(argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), check=True, text=True, **kwargs)  # type: ignore[call-overload,no-any-return]
+def _run(
+    argv: Sequence[str], timeout: float = 1800.0, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    """Checked, and bounded: apt and debootstrap over a slow mirror take minutes, not hours."""
+    return subprocess.run(list(argv), check=True, text=True, timeout=timeout, **kwargs)  # type: ignore[call-overload,no-any-return]
 
 
 @contextlib.contextmanager
@@ -176,6 +195,8 @@ def engine_missing() -> list[str]:
         "docker-registry",
         "capsh",
         "unshare",
+        "nsenter",
+        "ip",
         "tar",
     )
     return [p for p in needed if shutil.which(p) is None]
@@ -186,7 +207,8 @@ def ensure_engine() -> None:
 
     ``docker.io`` brings dockerd, containerd, runc, tini and iptables; debootstrap
     builds base images without any registry; ``docker-registry`` is a real registry
-    server for loopback; ``libcap2-bin`` gives capsh, for runs without CAP_SYS_ADMIN.
+    server for loopback; ``libcap2-bin`` gives capsh, for runs without CAP_SYS_ADMIN;
+    ``iproute2`` brings up ``lo`` in a daemon's namespace.
     Serialised with a lock file, and apt waits for the dpkg lock, so two suites
     starting at once do not collide.
     """
@@ -273,17 +295,26 @@ def _processes_using(marker: str) -> list[int]:
     return pids
 
 
-def _remove_cgroup_tree(top: Path) -> list[Path]:
-    """rmdir ``top`` and its sub-groups, deepest first; returns the ones still busy."""
-    if not top.is_dir():
-        return []
-    busy = []
-    for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: -t[0].count("/")):
-        try:
-            Path(dirpath).rmdir()
-        except OSError:
-            busy.append(Path(dirpath))
-    return busy
+def remove_cgroup_tree(top: Path, timeout: float = 10.0) -> list[Path]:
+    """rmdir ``top`` and its sub-groups, deepest first; returns the ones still busy.
+
+    Retried for up to ``timeout`` seconds: a group whose last process was just
+    killed stays busy (EBUSY) until the kernel has finished with it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = []
+        if top.is_dir():
+            for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: -t[0].count("/")):
+                try:
+                    Path(dirpath).rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    busy.append(Path(dirpath))
+        if not busy or time.monotonic() > deadline:
+            return busy
+        time.sleep(0.2)
 
 
 def _cgroup_mounts() -> list[Path]:
@@ -367,6 +398,7 @@ class Dockerd:
     cgroup_parent: str
     log_path: Path
     client: str = field(default_factory=docker_client)
+    gateway: Gateway | None = None
     _stopped: bool = False
 
     @property
@@ -377,6 +409,42 @@ class Dockerd:
     @property
     def data_root(self) -> Path:
         return self.workdir / "data"
+
+    @property
+    def proxy_env(self) -> dict[str, str]:
+        """The way to the network from the daemon's namespace, as proxy variables."""
+        proxy = f"http://127.0.0.1:{PROXY_PORT}"
+        direct = "localhost,127.0.0.1,::1"
+        return {
+            **{name: proxy for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")},
+            **{name: direct for name in ("NO_PROXY", "no_proxy")},
+        }
+
+    @property
+    def build_args(self) -> list[str]:
+        """``--build-arg`` options that give RUN steps the proxy (docker's predefined ARGs)."""
+        return [arg for k, v in self.proxy_env.items() for arg in ("--build-arg", f"{k}={v}")]
+
+    @property
+    def containerd_socket(self) -> Path:
+        """The socket of the daemon's own containerd, a path in its mount namespace only."""
+        return self.exec_root / "containerd" / "containerd.sock"
+
+    def in_namespaces(self, *argv: str | os.PathLike[str]) -> list[str]:
+        """``argv`` prefixed to run in the daemon's mount and network namespaces.
+
+        For clients that must see what the daemon sees: its private /run (e.g.
+        ``ctr``, whose stdio FIFOs containerd's shims open by path) and its
+        loopback.
+        """
+        return [
+            "nsenter",
+            f"--target={self.pid}",
+            "--mount",
+            "--net",
+            "--",
+            *(os.fspath(a) for a in argv),
+        ]
 
     @property
     def env(self) -> dict[str, str]:
@@ -446,8 +514,10 @@ class Dockerd:
         for pid in _processes_using(str(self.exec_root)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if self.gateway is not None:
+            self.gateway.close()
         for mount in _cgroup_mounts():
-            _remove_cgroup_tree(mount / self.cgroup_parent.lstrip("/"))
+            remove_cgroup_tree(mount / self.cgroup_parent.lstrip("/"))
         _undelegate_unified()
         if remove_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -464,12 +534,14 @@ class Dockerd:
         self.stop()
 
 
-# Run as `sh -euc SCRIPT sh dockerd ARGS...` in the daemon's new mount namespace: a
-# private /run hides containerd's shim sockets, /run/docker and the exec-root, a
-# private /etc/docker its key.json; all of it vanishes with the namespace.
+# Run as `sh -euc SCRIPT sh dockerd ARGS...` in the daemon's new mount and network
+# namespaces: a private /run hides containerd's shim sockets, /run/docker and the
+# exec-root, a private /etc/docker its key.json; all of it vanishes with the
+# namespaces. The new network namespace starts with `lo` down.
 _PRIVATE_NAMESPACE = """
 mount -t tmpfs -o mode=755,nosuid,nodev dind-test-run /run
 if [ -d /etc/docker ]; then mount -t tmpfs -o mode=755 dind-test-etc /etc/docker; fi
+ip link set lo up
 exec "$@"
 """
 
@@ -520,11 +592,12 @@ def start_dockerd(
     config = workdir / "daemon.json"
     config.write_text("{}\n")
     wrapper = write_runc_wrapper(workdir / "runc-nosr")
-    parent = f"/dind-test-{token}"
+    parent = f"/dind-test-{os.getpid()}-{token}"  # the PID: see tests/support/machine.py
     _delegate_unified(parent)
     argv = [
         "unshare",
         "--mount",
+        "--net",
         "--propagation",
         "private",
         "--",
@@ -569,7 +642,31 @@ def start_dockerd(
                 f"dockerd did not come up (exit {proc.returncode}):\n{daemon.log_tail()}"
             )
         time.sleep(0.1)
+    # Answering means unshare(2) is long done: the namespace is the daemon's own.
+    netns = f"/proc/{proc.pid}/ns/net"
+    if os.readlink(netns) == os.readlink("/proc/self/ns/net"):
+        daemon.stop()
+        raise DockerdError("dockerd runs in this process's network namespace")
+    daemon.gateway = Gateway(netns).start()
     return daemon
+
+
+def build_dev_image(
+    d: Dockerd, repo: Path, *, base: str, tag: str, timeout: float = 900.0
+) -> subprocess.CompletedProcess[str]:
+    """``scripts/build-image --base BASE --tag TAG`` of ``repo`` against ``d`` (not checked).
+
+    The build's apt reaches the Debian mirror through the daemon's proxy (see
+    Network above): the script's default ``--network host`` is the daemon's netns.
+    """
+    return subprocess.run(
+        [str(repo / "scripts/build-image"), "--base", base, "--tag", tag],
+        env={**d.env, "DOCKER": d.client},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 # --- base images without a registry -------------------------------------------------
@@ -612,12 +709,20 @@ Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";
 
 
 # Bump when _slim() or build_rootfs_tar() change what the cached tarball holds.
-_ROOTFS_RECIPE = "minbase-slim-2"
+_ROOTFS_RECIPE = "minbase-slim-3-proxy"
+
+# Test daemons live in network namespaces of their own; their way to the mirror
+# is the proxy on their loopback (tests/support/netns.py). apt only: no variable.
+_APT_PROXY = f"""// tests/support/dockerd.py: the test daemon's proxy (tests/support/netns.py)
+Acquire::http::Proxy "http://127.0.0.1:{PROXY_PORT}";
+Acquire::https::Proxy "http://127.0.0.1:{PROXY_PORT}";
+"""
 
 
 def _slim(rootfs: Path) -> None:
     (rootfs / "etc/dpkg/dpkg.cfg.d/docker-slim").write_text(_SLIM_DPKG)
     (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(_APT_CLEAN)
+    (rootfs / "etc/apt/apt.conf.d/dind-test-proxy").write_text(_APT_PROXY)
     (rootfs / "etc/apt/apt.conf.d/docker-no-recommends").write_text(
         'APT::Install-Recommends "false";\n'
     )
@@ -697,7 +802,8 @@ def base_image(
     The rootfs tarball is cached in ``cache_dir`` (keyed by suite, mirror and
     packages) so later runs only ``docker import`` it (seconds instead of ~30 s of
     debootstrap). A lock makes concurrent callers share one debootstrap. The image
-    looks like ``debian:<suite>-slim`` (no docs, policy-rc.d denies service starts).
+    looks like ``debian:<suite>-slim`` (no docs, policy-rc.d denies service starts),
+    and its apt uses the test daemon's proxy (127.0.0.1:3128, see Network above).
     Returns the tag, by default ``local/debian:<suite>`` (plus a key suffix when
     ``packages`` are given).
     """

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.netns import shared_loopback_port
+
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
 
@@ -30,7 +32,11 @@ def _free_port() -> int:
 
 @contextmanager
 def run_registry(root: Path) -> Iterator[LocalRegistry]:
-    """Start the registry with its storage under ``root``; stop it (by PID) on exit."""
+    """Start the registry with its storage under ``root``; stop it (by PID) on exit.
+
+    Its port is shared with the test daemons' network namespaces (tests.support.netns),
+    so they push to and pull from ``127.0.0.1:PORT`` as if they were on this host.
+    """
     port = _free_port()
     config = root / "config.yml"
     config.write_text(
@@ -56,7 +62,8 @@ def run_registry(root: Path) -> Iterator[LocalRegistry]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"docker-registry did not start:\n{log_path.read_text()}")
             time.sleep(0.1)
-        yield LocalRegistry(url, f"127.0.0.1:{port}", root)
+        with shared_loopback_port(port):
+            yield LocalRegistry(url, f"127.0.0.1:{port}", root)
     finally:
         proc.terminate()
         try:
