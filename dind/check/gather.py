@@ -196,7 +196,6 @@ def gather(settings: Settings) -> Snapshot:
     from dind.keyring import probe_session_keyring
 
     evidence = detect.read(settings, everything=True)
-    evidence.daemon = read_daemon(settings)
     files, errors = evidence.files, evidence.errors
     release = os.uname().release
     sources = [(path, 16 << 20) for path in FILES if path not in files]
@@ -215,6 +214,8 @@ def gather(settings: Settings) -> Snapshot:
         files[KERNEL_CONFIG] = text
     elif why is not None:
         errors[KERNEL_CONFIG] = why
+    # After the files: the daemon's probes run iptables tools in this network namespace.
+    evidence.daemon = read_daemon(settings)
 
     root = settings.cgroup_root
     writable = {}

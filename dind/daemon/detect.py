@@ -109,9 +109,42 @@ def read_backend(backend: str) -> Backend:
             status, out = _run([tools[save]])
             if status == 0:
                 rules += iptables.count_rules(out)
-    status, out = _run([tools["iptables"], "-t", "nat", "-S"])
+    if backend == "legacy":
+        return Backend(tools, rules, _legacy_nat())
+    status, out = _run([tools["iptables"], "-t", "nat", "-S"])  # nf_tables: lists, creates nothing
     nat = None if status == 0 else (out.strip().splitlines() or ["failed"])[-1]
     return Backend(tools, rules, nat)
+
+
+def _legacy_nat() -> str | None:
+    """Whether the legacy nat table can work here, without creating it.
+
+    ``iptables-legacy -t nat -S`` would create the table in this network namespace
+    (and leave it beside the rules of whichever backend dockerd uses): the table
+    already there, or the module loaded or loadable, is the evidence instead.
+    """
+    names, _ = try_read("/proc/net/ip_tables_names", 4096)
+    if names is not None and "nat" in names.split():
+        return None
+    if os.path.isdir("/sys/module/iptable_nat"):
+        return None
+    deps, _ = try_read(f"/lib/modules/{os.uname().release}/modules.dep", 64 << 20)
+    if deps is not None and "/iptable_nat.ko" in deps:
+        return None
+    if _built_in("CONFIG_IP_NF_NAT"):
+        return None
+    return "no legacy nat table here, and no iptable_nat module loaded, to load or built in"
+
+
+def _built_in(option: str) -> bool:
+    """``option=y`` in /proc/config.gz (the kernel's own configuration, when it has one)."""
+    import gzip
+
+    try:
+        with gzip.open("/proc/config.gz", "rt", encoding="ascii", errors="replace") as f:
+            return any(line.strip() == f"{option}=y" for line in f)
+    except (OSError, EOFError):
+        return False
 
 
 def read_mtus(route: str | None) -> dict[str, int]:

@@ -137,9 +137,11 @@ def wait_ready(
 def probe(settings: Settings, log: Log) -> int:
     """``dind --ready``: 0 when the daemon answers, 1 (one line) when it does not."""
     target = endpoint(os.environ)
-    bound = settings.timeout if settings.timeout is not None else ATTEMPT
     started = time.monotonic()
-    why = wait_ready(target, started + bound)
+    if settings.timeout is None:
+        why = ping(target, ATTEMPT)  # one attempt
+    else:
+        why = wait_ready(target, started + settings.timeout)
     if why is None:
         log.info(f"ready: {target} answered /_ping", target=str(target))
         return READY

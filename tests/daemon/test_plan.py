@@ -450,3 +450,19 @@ def test_read_daemon_on_this_machine_reads_what_the_steps_need() -> None:
     if ev.mtus:
         iface, value = next(iter(ev.mtus.items()))
         assert Path(f"/sys/class/net/{iface}/mtu").read_text().strip() == str(value)
+
+
+@root_only
+def test_reading_the_iptables_evidence_creates_no_table() -> None:
+    """``iptables-legacy -t nat -S`` would create the legacy nat table in the namespace it
+    asks about: the evidence is read without it (found by the e2e iptables tests)."""
+    probe = (
+        "from dind.daemon.detect import read_backend as r; "
+        "[r(b) for b in ('nft', 'legacy')]; "
+        "print(repr(open('/proc/net/ip_tables_names').read()))"
+    )
+    out = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", probe],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == "''"
