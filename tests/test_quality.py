@@ -66,3 +66,58 @@ def test_dockerfile_passes_hadolint_without_blanket_ignores() -> None:
     for i, line in enumerate(lines):
         if line.startswith("# hadolint ignore="):
             assert lines[i - 1].startswith("#"), f"unexplained ignore at line {i + 1}"
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The dind modules a module imports, at any depth of it, but for type checking.
+
+    ``from dind.check import procfs`` imports the module ``dind.check.procfs``.
+    """
+    import ast
+
+    found: set[str] = set()
+
+    class Visitor(ast.NodeVisitor):
+        def visit_If(self, node: ast.If) -> None:
+            if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+                for child in node.orelse:
+                    self.visit(child)
+                return
+            self.generic_visit(node)
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+            if node.module and node.module.startswith("dind"):
+                for alias in node.names:
+                    submodule = f"{node.module}.{alias.name}"
+                    found.add(submodule if submodule in modules else node.module)
+
+        def visit_Import(self, node: ast.Import) -> None:
+            found.update(a.name for a in node.names if a.name.startswith("dind"))
+
+    Visitor().visit(ast.parse(path.read_text()))
+    return found
+
+
+def test_no_import_cycle_among_dinds_modules() -> None:
+    """Lazy imports included: a cycle hidden in a function is still a cycle (issue 12)."""
+    modules = {}
+    for path in (TOP / "dind").rglob("*.py"):
+        name = ".".join(path.relative_to(TOP).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+    names = set(modules)
+    graph = {
+        m: {d for d in _imports(p, names) if d in names and d != m} for m, p in modules.items()
+    }
+    cycles = []
+
+    def visit(node: str, path: list[str], done: set[str]) -> None:
+        for dep in sorted(graph[node]):
+            if dep in path:
+                cycles.append([*path[path.index(dep) :], dep])
+            elif dep not in done:
+                done.add(dep)
+                visit(dep, [*path, dep], done)
+
+    for module in sorted(graph):
+        visit(module, [module], {module})
+    assert cycles == []

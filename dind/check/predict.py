@@ -29,6 +29,7 @@ from dind.actions import (
 from dind.check import procfs
 from dind.check.env import Env, denies_mount
 from dind.check.report import Findings
+from dind.daemon.actions import LinkTools, MakeCertificates
 from dind.errors import DindError, SetupError
 from dind.facts import from_evidence
 from dind.plan import Plan, make_plan
@@ -161,9 +162,15 @@ def predict(action: Action, env: Env, fresh: list[str]) -> Prediction:
         return _nest(action, env)
     if isinstance(action, SetEnv | Decision):
         return Prediction(WILL)
-    from dind.daemon.predict import predict_daemon
-
-    return predict_daemon(action, env)
+    if isinstance(action, MakeCertificates):
+        daemon = env.snap.evidence.daemon
+        state = None if daemon is None else daemon.tls_state
+        if state is not None and state.startswith("error: "):
+            return Prediction(FAILS, "EINVAL", state.removeprefix("error: "))
+        return Prediction(WILL, None, f"layout {state or 'unknown'}")
+    if isinstance(action, LinkTools):
+        return Prediction(WILL, None, action.note)
+    return Prediction(MAY_FAIL, None, f"no prediction for {action.kind} actions")
 
 
 def _judge(
