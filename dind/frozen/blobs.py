@@ -29,7 +29,8 @@ from dind.frozen.retry import Transient
 CHUNK = 1024 * 1024
 INCOMPLETE = ".incomplete"
 
-Progress = Callable[[str, int], None]
+ByteCounter = Callable[[str, int], None]
+"""Told each blob's digest and how many more bytes of it arrived (``progress.Progress.update``)."""
 """Called with (digest, bytes): positive as bytes arrive, negative when a blob restarts."""
 
 
@@ -93,7 +94,7 @@ class BlobStore:
         registry: Registry,
         repository: str,
         desc: Descriptor,
-        progress: Progress = _no_progress,
+        progress: ByteCounter = _no_progress,
     ) -> Outcome:
         """Make the blob present and verified, downloading only what is missing."""
         if self.verified(desc):
@@ -105,7 +106,7 @@ class BlobStore:
             raise StoreError(_os_message(err)) from None
 
     def _download(
-        self, registry: Registry, repository: str, desc: Descriptor, progress: Progress
+        self, registry: Registry, repository: str, desc: Descriptor, progress: ByteCounter
     ) -> Outcome:
         algo, _, hexpart = desc.digest.partition(":")
         name = f"{algo}-{hexpart}"
@@ -131,7 +132,7 @@ class _Download:
         desc: Descriptor,
         scratch: Dir,
         name: str,
-        progress: Progress,
+        progress: ByteCounter,
     ) -> None:
         self.registry = registry
         self.repository = repository
