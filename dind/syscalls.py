@@ -21,7 +21,6 @@ import os
 import stat
 import time
 
-MS_RDONLY = 0x1
 MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
