@@ -12,6 +12,7 @@ from dind import steps
 from dind.actions import CONFLICT, PENDING, SATISFIED, Action, MakeDir, Mount, Remount, Symlink
 from dind.errors import ParseError
 from dind.status import dir_status, mount_status
+from dind.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ def devices_warnings(hierarchies: list[Hierarchy]) -> list[str]:
     ]
 
 
-_KEPT_FLAGS = {"nosuid": 0x2, "nodev": 0x4, "noexec": 0x8}
+_KEPT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
 """Per-mount flags a bind remount must repeat, or it clears them (atime flags are kept)."""
 
 
