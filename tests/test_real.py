@@ -383,3 +383,31 @@ def test_dind_imported_from_under_tmp_survives_its_own_tmpfs(
         assert "error" not in result.stderr
     finally:
         shutil.rmtree(package)
+
+
+def test_read_only_cgroups_are_remounted_read_write(scratch: Path) -> None:
+    """systemd-nspawn's layout: v1 controllers read-only under /sys/fs/cgroup, which a
+    nested runc uses first. dind remounts them read-write, keeping their other flags."""
+    targets = ("memory", "pids")
+    make_ro = " && ".join(f"mount -o remount,bind,ro /sys/fs/cgroup/{t}" for t in targets)
+    run = f"--skip securityfs,tmp,rshared --cgroup-root {scratch}/cg"
+    result = sandbox(
+        f'''{make_ro}
+            "$DIND" -v {run} -- sh -c 'echo "{MARK}"; cat /proc/self/mountinfo' '''
+    )
+    assert result.returncode == 0, result.stderr
+    with open("/proc/self/mountinfo") as f:
+        before = mountinfo.MountTable(mountinfo.parse(f.read()))
+    table = table_after(result.stdout)
+    for t in targets:
+        m, was = table.at(f"/sys/fs/cgroup/{t}"), before.at(f"/sys/fs/cgroup/{t}")
+        assert m is not None and was is not None
+        options = set(m.mount_options.split(","))
+        assert "rw" in options and options - {"rw"} == set(was.mount_options.split(",")) - {"rw"}
+        kept = [o for o in was.mount_options.split(",") if o in ("nosuid", "nodev", "noexec")]
+        flags = ",".join(["remount", "bind", "rw", *kept])
+        assert f"mount -o {flags} /sys/fs/cgroup/{t}" in result.stderr
+    show = f"""sh -c 'echo "{MARK}"; cat /proc/self/mountinfo'"""
+    skipped = sandbox(f'{make_ro} && "$DIND" {run} --skip cgroup-remount -- {show}')
+    m = table_after(skipped.stdout).at("/sys/fs/cgroup/memory")
+    assert m is not None and "ro" in m.mount_options.split(",")
