@@ -320,6 +320,9 @@ class NestCgroup2(Action):
         nest(kernel, self.path, self.group, self.step)
         return None
 
+    def prepare(self) -> None:
+        import dind.nesting  # noqa: F401
+
 
 class RemoveFile(Action):
     """``rm PATH`` (a stale pid file), by unlinkat in its directory."""

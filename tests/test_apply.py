@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +185,60 @@ def test_verbose_logs_each_action_as_json(capsys: pytest.CaptureFixture[str]) ->
     assert mount["message"] == "mount -t cgroup -o cpu cgroup /cgroup/cpu"
     env = records[0]
     assert env["action"] == "setenv" and env["variable"] == "container"
+
+
+def test_no_action_imports_anything_once_prepared(tmp_path: Path) -> None:
+    """dind's mounts (the tmpfs on /tmp) may cover where its modules live: whatever an
+    action's ``execute`` imports must already be loaded by its ``prepare`` (found by CI,
+    whose checkout is under /tmp: nesting failed with ModuleNotFoundError)."""
+    code = f"""
+import sys
+from dind.actions import NestCgroup2, MakeDir, Mount
+from dind.daemon.actions import LinkTools, MakeCertificates
+from tests.fakes import FakeCgroup2, FakeKernel
+cases = [
+    (NestCgroup2("cgroup-nesting", "/cg", "init", None), FakeCgroup2([1], ["pids"])),
+    (MakeCertificates("tls", {str(tmp_path / "certs")!r}, ("DNS:docker",)), FakeKernel()),
+    (LinkTools("iptables", "/run/dind/iptables", (("iptables", "/x"),)), FakeKernel()),
+    (MakeDir("cgroup-mounts", "/a/b"), FakeKernel()),
+    (Mount("tmp", "tmpfs", "/tmp", "tmpfs"), FakeKernel()),
+]
+for action, kernel in cases:
+    action.prepare()
+    before = set(sys.modules)
+    action.execute(kernel)
+    late = sorted(set(sys.modules) - before)
+    assert not late, (type(action).__name__, late)
+
+# --with-dockerd pings its daemon after the mounts: a successful ping too.
+import http.server, socketserver, threading
+from dind.daemon import ready
+class Ping(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"OK")
+    def log_message(self, *args):
+        pass
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    def get_request(self):
+        request, _ = self.socket.accept()
+        return request, ("local", 0)
+server = Server({str(tmp_path / "ping.sock")!r}, Ping)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+ready.preload()
+before = set(sys.modules)
+target = ready.Endpoint("http://docker", socket={str(tmp_path / "ping.sock")!r})
+assert ready.ping(target, 5) is None
+late = sorted(set(sys.modules) - before)
+assert not late, ("ping", late)
+server.shutdown()
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout == "ok\n", done.stderr

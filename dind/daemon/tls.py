@@ -665,6 +665,9 @@ def preload() -> None:
     import cryptography.hazmat.primitives.serialization
     import cryptography.x509
     import cryptography.x509.oid  # noqa: F401
+    from cryptography.hazmat.backends import default_backend
+
+    default_backend()  # loads the OpenSSL bindings, which key generation would load later
 
 
 def layout_state(certdir: str) -> str:
