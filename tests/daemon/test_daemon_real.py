@@ -31,7 +31,9 @@ NAMESPACES = [
 ]  # fmt: skip
 SKIP_KERNEL = "securityfs,cgroup-confine,cgroup-remount,rshared"
 """Not tmp: from a checkout under /tmp (CI's), dind's own tmpfs then hides its modules,
-and the daemon steps must have loaded theirs (cryptography, httpx) before it."""
+and the daemon steps must have loaded theirs (cryptography, httpx) before it. Commands
+that call dind themselves add ``--skip tmp`` (``KEEP_TMP``), or it is hidden from them."""
+KEEP_TMP = ("--skip", "tmp")
 
 
 @pytest.fixture
@@ -84,7 +86,9 @@ def test_with_dockerd_runs_the_command_when_the_daemon_answers_and_passes_its_st
     work: Path,
 ) -> None:
     script = "docker version --format {{.Server.Version}} && dind --ready && exit 7"
-    result = sandboxed(work, "-v", "--with-dockerd", *daemon_args(work), "sh", "-c", script)
+    result = sandboxed(
+        work, "-v", *KEEP_TMP, "--with-dockerd", *daemon_args(work), "sh", "-c", script
+    )
     assert result.returncode == 7, result.stderr
     assert result.stdout.strip()  # the server's version: it answered
     log = (work / "dockerd.log").read_text()
@@ -153,13 +157,17 @@ def test_tls_end_to_end_and_a_restart_reuses_the_ca_key(work: Path) -> None:
     client = f"DOCKER_HOST=tcp://127.0.0.1:2376 DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={certs}/client"
     script = f"{client} docker version --format {{{{.Server.Version}}}} && {client} dind --ready"
     env = {"DOCKER_TLS_CERTDIR": str(certs)}
-    first = sandboxed(work, "--with-dockerd", *daemon_args(work), "sh", "-c", script, env=env)
+    first = sandboxed(
+        work, *KEEP_TMP, "--with-dockerd", *daemon_args(work), "sh", "-c", script, env=env
+    )
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip()
     ca_key = (certs / "ca" / "key.pem").read_bytes()
     server_cert = (certs / "server" / "cert.pem").read_bytes()
     assert oct((certs / "client" / "key.pem").stat().st_mode & 0o777) == "0o644"
-    again = sandboxed(work, "--with-dockerd", *daemon_args(work), "sh", "-c", script, env=env)
+    again = sandboxed(
+        work, *KEEP_TMP, "--with-dockerd", *daemon_args(work), "sh", "-c", script, env=env
+    )
     assert again.returncode == 0, again.stderr
     assert (certs / "ca" / "key.pem").read_bytes() == ca_key
     assert (certs / "server" / "cert.pem").read_bytes() != server_cert
@@ -191,7 +199,7 @@ def test_dockerd_mode_keeps_dind_as_its_init(work: Path) -> None:
     """``dind dockerd``: dockerd runs as dind's child; SIGTERM to dind reaches dockerd."""
     dind = shlex.quote(DIND)
     script = (
-        f"{dind} --skip {SKIP_KERNEL} --cgroup-root {work}/cg dockerd --data-root {work}/data "
+        f"{dind} --skip {SKIP_KERNEL},tmp --cgroup-root {work}/cg dockerd --data-root {work}/data "
         f"> {work}/dockerd.log 2>&1 & "
         f"{dind} --ready --timeout 30 && "
         'pid=$(cat /run/docker.pid) && echo "parent $(ps -o ppid= -p $pid | tr -d " ")" && '
