@@ -101,10 +101,7 @@ def _iptables(d: DaemonFacts, settings: Settings) -> tuple[list[Action], list[st
     if d.directives.value("iptables") == "false":
         note = "dockerd runs with --iptables=false"
         return [Decision(steps.IPTABLES, "no iptables", "", SATISFIED, note)], []
-    origin = "DIND_IPTABLES" if settings.iptables != "auto" else ""
-    backend, why = iptables.decide(
-        settings.iptables, d.evidence.iptables, origin or "DIND_IPTABLES"
-    )
+    backend, why = iptables.decide(settings.iptables, d.evidence.iptables, "DIND_IPTABLES")
     if backend is None:
         note = f"{why}: dockerd keeps the image's default iptables"
         action = Decision(steps.IPTABLES, "iptables backend", "", CONFLICT, note)
