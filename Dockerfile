@@ -17,11 +17,15 @@ ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE} AS runtime
 # What a nested dockerd needs (docker.io brings containerd, runc, tini, iptables)
 # plus python3 for dind. Versions follow the base image's release, so no pins.
+# The docker CLI is in docker.io up to Debian 12 and its own package (docker-cli,
+# only recommended by docker.io) from Debian 13 on: installed where it exists.
 # hadolint ignore=DL3008
 RUN apt-get update \
+ && cli=$(apt-cache show docker-cli >/dev/null 2>&1 && echo docker-cli || true) \
  && apt-get install -y --no-install-recommends \
         ca-certificates \
         docker.io \
+        $cli \
         iptables \
         python3 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log

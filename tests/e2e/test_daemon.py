@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import FIGURES, Env, Outer
+from tests.e2e.conftest import CACHE, FIGURES, REPO, Env, Outer
 from tests.e2e.helpers import (
     NO_PROXY,
     PERL_GET,
@@ -44,6 +44,7 @@ from tests.e2e.helpers import (
     token,
     wait_ready,
 )
+from tests.support.dockerd import base_image, build_dev_image
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 SEED = "dind-e2e-base:1"
@@ -675,7 +676,11 @@ IPTABLES_CASES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def start_with_evidence(
-    e2e: Env, *options: str, rules: str = "true", dockerd: tuple[str, ...] = ()
+    e2e: Env,
+    *options: str,
+    rules: str = "true",
+    dockerd: tuple[str, ...] = (),
+    image: str = "",
 ) -> Outer:
     flags = " ".join(shlex.quote(a) for a in dockerd)
     check_flags = " ".join(shlex.quote(f"--dockerd-arg={a}") for a in dockerd)
@@ -685,7 +690,7 @@ def start_with_evidence(
         f"dind --dry-run --log-format json dockerd {flags} >/e2e-dry-run.json\n"
         f"exec dind -v dockerd {flags}\n"
     )
-    return Outer.start(e2e, *options, "--entrypoint", "sh", command=("-c", script))
+    return Outer.start(e2e, *options, "--entrypoint", "sh", command=("-c", script), image=image)
 
 
 def evidence(outer: Outer) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -866,13 +871,39 @@ def test_deciding_the_backend_leaves_the_network_namespace_as_it_was(e2e: Env) -
 # --- MTU ------------------------------------------------------------------------------
 
 
+NEWER_DOCKER_SUITE = "trixie"
+"""Debian 13: docker.io 26, which has ``--default-network-opt`` (Docker 24 and later),
+and Python 3.13. Debian 12's docker.io (the image's default base) is 20.10."""
+
+
 @pytest.fixture(scope="module")
-def mtu_cases(e2e: Env) -> Iterator[dict[str, Outer]]:
-    """Two outer containers on a network with MTU 1400: dind's default, and DIND_MTU=off."""
+def newer_docker_image(e2e: Env) -> str:
+    """The same Dockerfile on a Debian 13 base, by scripts/build-image as a user would."""
+    started = time.monotonic()
+    base = base_image(e2e.daemon, CACHE, suite=NEWER_DOCKER_SUITE)
+    tag = f"{e2e.image}-{NEWER_DOCKER_SUITE}"
+    build = build_dev_image(e2e.daemon, REPO, base=base, tag=tag)
+    if build.returncode != 0:
+        pytest.fail(
+            f"scripts/build-image --base {base} failed:\n{build.stdout[-6000:]}\n{build.stderr}"
+        )
+    FIGURES[f"image on {NEWER_DOCKER_SUITE} (debootstrap or cache, build)"] = (
+        f"{time.monotonic() - started:.1f} s"
+    )
+    return tag
+
+
+@pytest.fixture(scope="module")
+def mtu_cases(e2e: Env, newer_docker_image: str) -> Iterator[dict[str, Outer]]:
+    """Outer containers on a network with MTU 1400: dind's default with the image's
+    dockerd (20.10) and with Docker 26 (Debian 13's docker.io), and DIND_MTU=off."""
     net = Network.create(e2e, 1, "-o", "com.docker.network.driver.mtu=1400")
     started: dict[str, Outer] = {}
     try:
         started["auto"] = start_with_evidence(e2e, "--network", net.name)
+        started["auto, Docker 26"] = start_with_evidence(
+            e2e, "--network", net.name, image=newer_docker_image
+        )
         started["off"] = start_with_evidence(e2e, "--network", net.name, "-e", "DIND_MTU=off")
         yield started
     finally:
@@ -903,36 +934,43 @@ def mtus(outer: Outer, tag: str) -> dict[str, str]:
     }
 
 
-def test_mtu_of_the_default_route_reaches_nested_containers(mtu_cases: dict[str, Outer]) -> None:
+@pytest.mark.parametrize(
+    ("case", "newer"),
+    [("auto", False), ("auto, Docker 26", True)],
+    ids=["docker-20.10", "docker-26"],
+)
+def test_mtu_of_the_default_route_reaches_nested_containers(
+    mtu_cases: dict[str, Outer], case: str, newer: bool
+) -> None:
     """Behind MTU 1400, docker0 and nested containers get 1400. A nested user-defined
-    network needs dockerd's --default-network-opt (Docker 24 and later); the image's
-    docker.io is 20.10, which lacks it, so there dind adds only --mtu and such networks
-    keep 1500: the limit of that dockerd, asserted as such."""
-    outer = mtu_cases["auto"]
+    network needs dockerd's --default-network-opt (Docker 24 and later): with Docker 26
+    it gets 1400 too; Debian 12's docker.io 20.10 lacks the flag, so there dind adds
+    only --mtu and such networks keep 1500: the limit of that dockerd, asserted as such."""
+    outer = mtu_cases[case]
     wait_ready(outer)
+    assert (dockerd_version(outer) >= (24, 0)) == newer  # the premise of each case
     assert outer.exec("cat", "/sys/class/net/eth0/mtu").stdout.strip() == "1400"  # the premise
     report, plan = evidence(outer)
     assert report["daemon"]["mtu"] == {"eth0": 1400}
     step = step_of(report, "mtu")
     assert step["note"].startswith("the default route leaves by eth0, MTU 1400")
     assert step["describe"].startswith("dockerd --mtu 1400")
-    since_24 = dockerd_version(outer) >= (24, 0)
     planned = next(r for r in plan if r["step"] == "exec")["argv"]
     argv = dockerd_argv(outer)
     for flags in (planned, argv):
         assert "--mtu" in flags and flags[flags.index("--mtu") + 1] == "1400", flags
-        assert ("--default-network-opt" in flags) == since_24, flags
+        assert ("--default-network-opt" in flags) == newer, flags
     seen = mtus(outer, load_base(outer))
-    FIGURES["MTU behind a 1400 network (dind auto)"] = str(seen)
+    FIGURES[f"MTU behind a 1400 network (dind {case})"] = str(seen)
     assert seen == {
         "docker0": "1400",
         "nested eth0": "1400",
-        "nested user network": "1400" if since_24 else "1500",
+        "nested user network": "1400" if newer else "1500",
     }
     # The other evidence on a user-defined network: the outer daemon's embedded-DNS
     # rules, in its own backend; dind followed the backend that holds the rules.
     rules = report["daemon"]["iptables_rules"]
-    FIGURES["iptables evidence on a test-daemon network"] = (
+    FIGURES[f"iptables evidence on a test-daemon network ({case})"] = (
         f"{rules}: {step_of(report, 'iptables')['note']}"
     )
     holder = "nft" if rules["nft"] >= rules["legacy"] else "legacy"
