@@ -21,13 +21,14 @@ FROM ${BASE_IMAGE} AS runtime
 # only recommended by docker.io) from Debian 13 on: installed where it exists.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && cli=$(apt-cache show docker-cli >/dev/null 2>&1 && echo docker-cli || true) \
  && apt-get install -y --no-install-recommends \
         ca-certificates \
         docker.io \
-        $cli \
         iptables \
         python3 \
+ && if apt-cache show docker-cli >/dev/null 2>&1; then \
+        apt-get install -y --no-install-recommends docker-cli; \
+    fi \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log
 
 FROM runtime AS build

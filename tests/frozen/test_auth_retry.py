@@ -50,6 +50,9 @@ def test_retry_after_and_backoff() -> None:
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
+    # Found by the fuzzer: digits by Unicode (a subscript zero) are no delta-seconds.
+    assert parse_retry_after("\n\u2080") is None
+    assert parse_retry_after("\u0663") is None  # ARABIC-INDIC DIGIT THREE
     # Found by fuzzing: a day number past C long overflowed (a traceback, not None).
     assert parse_retry_after("Wed, 210000000000000000000 Oct 2015 0:28:00 T") is None
     assert parse_retry_after("Wed, 21 Oct 99999 07:28:00 GMT") is None
