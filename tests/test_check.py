@@ -389,6 +389,10 @@ def test_v2_in_the_host_cgroup_namespace_at_its_root_warns_about_the_hosts_proce
     assert group["count"] == len(s.files["/sys/fs/cgroup/cgroup.procs"].split())
     assert group["outside_pid_namespace"] == 0
     assert ("processes", "root_group") not in levels(report)
+    # A capture's cgroup.procs is input: digits by Unicode only ('²') are no PID.
+    procs = s.files["/sys/fs/cgroup/cgroup.procs"]
+    odd = analyse_as(changed("host-v2-hostns", {"/sys/fs/cgroup/cgroup.procs": procs + "\u00b2\n"}))
+    assert section(odd, "processes")["root_group"] == group
     # Not yet delegated: nesting would move the host's processes.
     pending = changed("host-v2-hostns", {"/sys/fs/cgroup/cgroup.subtree_control": ""})
     report = analyse_as(pending)

@@ -451,7 +451,9 @@ def _processes(
     if nesting:
         outcome = nesting[0]["outcome"]
         pids = [
-            int(p) for p in procfs.words(snap.text(f"{SYS_FS_CGROUP}/cgroup.procs")) if p.isdigit()
+            int(p)
+            for p in procfs.words(snap.text(f"{SYS_FS_CGROUP}/cgroup.procs"))
+            if p.isascii() and p.isdigit()
         ]
         outside = pids.count(0)
         described = [snap.processes[p].to_json() for p in pids if p in snap.processes]

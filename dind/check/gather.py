@@ -229,7 +229,7 @@ def gather(settings: Settings) -> Snapshot:
     pids = [1]
     if evidence.statfs.get(paths.SYS_FS_CGROUP) == "cgroup2":
         procs = files.get(f"{paths.SYS_FS_CGROUP}/cgroup.procs", "").split()
-        pids += [int(w) for w in procs if w.isdigit() and int(w) > 0][:MAX_DETAILED]
+        pids += [int(w) for w in procs if w.isascii() and w.isdigit() and int(w) > 0][:MAX_DETAILED]
     try:
         modules = tuple(sorted(set(os.listdir("/sys/module")) & MODULES))
     except OSError:

@@ -153,7 +153,7 @@ def read_mtus(route: str | None) -> dict[str, int]:
         return {}
     text, _ = try_read(f"/sys/class/net/{iface}/mtu", 32)
     value = (text or "").strip()
-    return {iface: int(value)} if value.isdigit() else {}
+    return {iface: int(value)} if value.isascii() and value.isdigit() else {}
 
 
 def read_daemon(settings: Settings) -> DaemonEvidence:

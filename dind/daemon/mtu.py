@@ -39,6 +39,8 @@ def version(text: str | None) -> tuple[int, int] | None:
     if "version" not in words:
         return None
     number = words[words.index("version") + 1] if words[-1] != "version" else ""
+    if not number.isascii():
+        return None
     parts = number.split(".")
     if len(parts) < 2 or not parts[0].isdigit():
         return None

@@ -363,6 +363,8 @@ def test_dockerd_versions() -> None:
     assert mtu.version("Docker version 20.10.24+dfsg1, build 297e128") == (20, 10)
     assert mtu.version("Docker version 27.3.1, build 41ca978") == (27, 3)
     assert mtu.version("nonsense") is None
+    assert mtu.version("Docker version \u00b2\u2070.10") is None  # Unicode digits, int() refuses
+    assert mtu.version("Docker version 26.1\u00b2") is None
 
 
 def test_a_smaller_mtu_is_passed_on_and_user_networks_get_it_where_supported() -> None:
