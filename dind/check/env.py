@@ -8,6 +8,8 @@ and whether AppArmor is on.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import TypeVar
 
 from dind import mountinfo, proccgroup
 from dind.check import procfs
@@ -16,6 +18,8 @@ from dind.errors import DindError
 from dind.namespaces import is_initial
 from dind.paths import MOUNTINFO, PROC_1_CGROUP, PROC_SELF_CGROUP, SYS_FS_CGROUP, UNIFIED
 from dind.procfile import unreadable
+
+T = TypeVar("T")
 
 CGROUP_FS = ("cgroup", "cgroup2")
 
@@ -98,24 +102,30 @@ class Env:
 
 def _mount_table(snap: Snapshot) -> tuple[mountinfo.MountTable | None, str]:
     source = snap.evidence.mountinfo_source
-    text = snap.text(MOUNTINFO)
-    if text is None:
-        why = snap.errors.get(MOUNTINFO, "ENOENT")
-        return None, str(unreadable(source, why, "mountinfo file", mountinfo.MAX_SIZE))
-    try:
-        return mountinfo.MountTable(mountinfo.parse(text, source)), ""
-    except DindError as err:
-        return None, str(err)
+    return _parsed(
+        snap, MOUNTINFO, source, "mountinfo file", mountinfo.MAX_SIZE,
+        lambda text: mountinfo.MountTable(mountinfo.parse(text, source)),
+    )  # fmt: skip
 
 
 def _hierarchies(snap: Snapshot) -> tuple[list[proccgroup.Hierarchy] | None, str]:
     source = snap.evidence.proc_cgroup_source
-    text = snap.text(PROC_1_CGROUP)
+    return _parsed(
+        snap, PROC_1_CGROUP, source, "cgroup file", proccgroup.MAX_SIZE,
+        lambda text: proccgroup.parse(text, source),
+    )  # fmt: skip
+
+
+def _parsed(
+    snap: Snapshot, path: str, source: str, kind: str, limit: int, parse: Callable[[str], T]
+) -> tuple[T | None, str]:
+    """``parse`` of the captured ``path``, or None and the one line that says why not."""
+    text = snap.text(path)
     if text is None:
-        why = snap.errors.get(PROC_1_CGROUP, "ENOENT")
-        return None, str(unreadable(source, why, "cgroup file", proccgroup.MAX_SIZE))
+        why = snap.errors.get(path, "ENOENT")
+        return None, str(unreadable(source, why, kind, limit))
     try:
-        return proccgroup.parse(text, source), ""
+        return parse(text), ""
     except DindError as err:
         return None, str(err)
 

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 ATTEMPT = 5.0
 """Bound of one request, and of a probe without --timeout."""
 INTERVAL = 0.05
+DEFAULT_PORT = 2375
+DEFAULT_TLS_PORT = 2376
+"""The docker client's ports for a tcp:// DOCKER_HOST without one (plain, TLS)."""
 READY = 0
 NOT_READY = 1
 
@@ -54,19 +57,42 @@ class Endpoint:
 def endpoint(environ: Mapping[str, str]) -> Endpoint:
     """The daemon a docker client would talk to, from DOCKER_HOST and the TLS variables."""
     host = environ.get("DOCKER_HOST") or paths.DOCKER_SOCKET
-    if host.startswith("unix://"):
-        return Endpoint("http://docker", socket=host.removeprefix("unix://"))
-    if not host.startswith("tcp://"):
+    scheme, sep, rest = host.partition("://")
+    if (scheme, sep) == ("unix", "://"):
+        if not rest:
+            raise UsageError(f"DOCKER_HOST={host!r}: no socket path")
+        return Endpoint("http://docker", socket=rest)
+    if (scheme, sep) != ("tcp", "://"):
         raise UsageError(f"DOCKER_HOST={host!r}: --ready speaks to unix:// and tcp:// daemons")
-    address = host.removeprefix("tcp://").rstrip("/")
+    verify = environ.get("DOCKER_TLS_VERIFY")
+    tls = bool(verify or environ.get("DOCKER_TLS"))
+    address = _address(host, rest.rstrip("/"), DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
     certs = environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
-    if environ.get("DOCKER_TLS_VERIFY"):
-        cert = (f"{certs}/cert.pem", f"{certs}/key.pem")
+    cert = (f"{certs}/cert.pem", f"{certs}/key.pem")
+    if verify:
         return Endpoint(f"https://{address}", verify=f"{certs}/ca.pem", cert=cert)
-    if environ.get("DOCKER_TLS"):
-        cert = (f"{certs}/cert.pem", f"{certs}/key.pem")
+    if tls:
         return Endpoint(f"https://{address}", cert=cert if os.path.exists(cert[0]) else None)
     return Endpoint(f"http://{address}")
+
+
+def _address(host: str, netloc: str, default_port: int) -> str:
+    """``HOST:PORT`` of a tcp:// DOCKER_HOST, with the docker client's default port."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(f"//{netloc}")
+        port = parts.port
+    except ValueError as err:
+        raise UsageError(f"DOCKER_HOST={host!r}: not HOST[:PORT] ({err})") from None
+    if not parts.hostname or parts.path or parts.username is not None:
+        raise UsageError(f"DOCKER_HOST={host!r}: not HOST[:PORT]")
+    from dind.daemon.tls import canonical_ip, dns_problem
+
+    problem = None if canonical_ip(parts.hostname) else dns_problem(parts.hostname)
+    if problem is not None:
+        raise UsageError(f"DOCKER_HOST={host!r}: not HOST[:PORT] ({problem})")
+    return netloc if port is not None else f"{netloc}:{default_port}"
 
 
 def preload() -> None:

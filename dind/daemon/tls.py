@@ -160,7 +160,7 @@ def server_sans(addresses: list[str], hostnames: list[str], extra: list[str]) ->
     for address in addresses:
         found.add(_san(f"IP:{address}", "interface address"))
     for name in hostnames:
-        if _dns_problem(name) is None:
+        if dns_problem(name) is None:
             found.add(f"DNS:{name.lower()}")
     for san in extra:
         found.add(_san(san, "DOCKER_TLS_SAN"))
@@ -175,13 +175,13 @@ def _san(word: str, origin: str) -> str:
     prefix, colon, value = word.partition(":")
     kind = prefix.upper() if colon else ""
     if kind == "IP":
-        address = _ip(value)
+        address = canonical_ip(value)
         if address is None:
             raise UsageError(f"{origin}: {word!r}: {value!r} is not an IPv4 or IPv6 address")
         return f"IP:{address}"
     if kind == "DNS":
         return f"DNS:{_dns(value, word, origin)}"
-    address = _ip(word)
+    address = canonical_ip(word)
     if address is not None:
         return f"IP:{address}"
     if all(label.isdigit() for label in word.split(".")):
@@ -193,7 +193,7 @@ def _san(word: str, origin: str) -> str:
     return f"DNS:{_dns(word, word, origin)}"
 
 
-def _ip(text: str) -> str | None:
+def canonical_ip(text: str) -> str | None:
     """The canonical form of an IPv4 or IPv6 address (inet_pton's strict rules), else None."""
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
@@ -204,13 +204,13 @@ def _ip(text: str) -> str | None:
 
 
 def _dns(name: str, word: str, origin: str) -> str:
-    problem = _dns_problem(name)
+    problem = dns_problem(name)
     if problem is not None:
         raise UsageError(f"{origin}: {word!r}: {problem}")
     return name.lower()
 
 
-def _dns_problem(name: str) -> str | None:
+def dns_problem(name: str) -> str | None:
     """Why ``name`` cannot be a DNS SAN (None if it can). ``*`` only as the leftmost label.
 
     Underscores are accepted: compose service names have them, and Go matches them.
@@ -333,7 +333,7 @@ def hostnames() -> list[str]:
     for candidate in candidates:
         for name in (candidate, candidate.split(".", 1)[0]):
             lowered = name.lower()
-            if _dns_problem(lowered) is None and lowered not in found:
+            if dns_problem(lowered) is None and lowered not in found:
                 found.append(lowered)
     return found
 

@@ -423,7 +423,7 @@ def test_parse_fib_trie_ignores_networks_and_broadcasts() -> None:
 @root_only
 def test_interface_addresses_live_in_a_throwaway_netns() -> None:
     if not shutil.which("ip") or not shutil.which("unshare"):
-        pytest.skip("needs ip (iproute2) and unshare")
+        pytest.fail("needs ip (iproute2) and unshare (util-linux); .ci/run installs them")
     script = (
         "set -e; ip link set lo up; ip addr add 10.9.8.7/24 dev lo;"
         " ip addr add 203.0.113.5/32 dev lo; ip addr add 2001:db8::5/128 dev lo;"
@@ -447,7 +447,7 @@ def test_interface_addresses_live_in_a_throwaway_netns() -> None:
 
 def test_interface_addresses_here_match_ip_addr() -> None:
     if not shutil.which("ip"):
-        pytest.skip("needs ip (iproute2)")
+        pytest.fail("needs ip (iproute2); .ci/run installs it")
     shown = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True)
     v4, v6 = ip_o_addr(shown.stdout)
     assert sorted(tls.interface_addresses()) == sorted(v4 + v6)
@@ -456,10 +456,10 @@ def test_interface_addresses_here_match_ip_addr() -> None:
 def test_hostnames_without_dns() -> None:
     names = tls.hostnames()
     own = socket.gethostname().lower()
-    assert own in names or tls._dns_problem(own) is not None
-    assert own.split(".")[0] in names or tls._dns_problem(own) is not None
+    assert own in names or tls.dns_problem(own) is not None
+    assert own.split(".")[0] in names or tls.dns_problem(own) is not None
     assert len(names) == len(set(names))
-    assert all(tls._dns_problem(name) is None for name in names)
+    assert all(tls.dns_problem(name) is None for name in names)
     assert tls.parse_hostname_file("# comment\n\n  box.example  \nother\n") == "box.example"
     assert tls.parse_hostname_file("") == ""
 
@@ -944,7 +944,7 @@ print(json.dumps(results))
 def in_mount_namespace(steps: list[dict[str, object]]) -> list[dict[str, object]]:
     """Run ``steps`` (shell, make, tree) in a throwaway private mount namespace."""
     if not shutil.which("unshare") or not shutil.which("mount"):
-        pytest.skip("needs unshare and mount (util-linux)")
+        pytest.fail("needs unshare and mount (util-linux, essential on Debian)")
     argv = ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", RUNNER]
     result = subprocess.run(
         [*argv, json.dumps(steps)], capture_output=True, text=True, check=False, timeout=120
@@ -1056,10 +1056,10 @@ def test_no_inodes_mid_way_leaves_nothing_half_written(tmp_path: Path, extra: in
 def immutable(path: Path) -> Iterator[None]:
     """``chattr +i``: the kernel then refuses to rename anything onto ``path`` (EPERM)."""
     if not shutil.which("chattr"):
-        pytest.skip("needs chattr (e2fsprogs)")
+        pytest.fail("needs chattr (e2fsprogs, required on Debian)")
     set_flag = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
     if set_flag.returncode != 0:
-        pytest.skip(f"no immutable files here: {set_flag.stderr.decode().strip()}")
+        pytest.fail(f"chattr +i {path}: {set_flag.stderr.decode().strip()}")
     try:
         yield
     finally:

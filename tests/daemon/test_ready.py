@@ -1,0 +1,73 @@
+"""``dind --ready``'s reading of DOCKER_HOST: what a docker client would reach, or a
+usage error (exit 2, one line) for an address no client could use."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from dind.daemon.ready import endpoint
+from dind.errors import UsageError
+
+
+@pytest.mark.parametrize(
+    ("environ", "base"),
+    [
+        ({"DOCKER_HOST": "tcp://10.0.0.1:2376"}, "http://10.0.0.1:2376"),
+        ({"DOCKER_HOST": "tcp://docker/"}, "http://docker:2375"),
+        ({"DOCKER_HOST": "tcp://docker", "DOCKER_TLS_VERIFY": "1"}, "https://docker:2376"),
+        ({"DOCKER_HOST": "tcp://[::1]"}, "http://[::1]:2375"),
+        ({"DOCKER_HOST": "tcp://[::1]:12"}, "http://[::1]:12"),
+    ],
+)
+def test_a_tcp_host_gets_the_docker_clients_default_port(
+    environ: dict[str, str], base: str
+) -> None:
+    assert endpoint(environ).base == base
+
+
+def test_a_unix_host_is_its_socket() -> None:
+    target = endpoint({"DOCKER_HOST": "unix:///run/x.sock"})
+    assert (target.socket, str(target)) == ("/run/x.sock", "unix:///run/x.sock")
+    assert endpoint({}).socket == "/var/run/docker.sock"
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        ("tcp://[::1", "not HOST[:PORT]"),
+        ("tcp://host:99999", "not HOST[:PORT]"),
+        ("tcp://host:port", "not HOST[:PORT]"),
+        ("tcp://:2375", "not HOST[:PORT]"),
+        ("tcp://h:1/path", "not HOST[:PORT]"),
+        ("tcp://u@h:1", "not HOST[:PORT]"),
+        ("tcp://a..b:1", "DNS label ''"),  # httpx's IDNA encoding raised
+        ("tcp://" + "a" * 64 + ":1", "is not 1 to 63 letters"),
+        ("tcp://ex ample:1", "is not 1 to 63 letters"),
+        ("tcp://\u00e9:1", "not ASCII"),
+        ("unix://", "no socket path"),
+        ("ftp://x", "speaks to unix:// and tcp://"),
+        ("docker", "speaks to unix:// and tcp://"),
+    ],
+)
+def test_an_unusable_docker_host_is_a_usage_error(host: str, said: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(said)):
+        endpoint({"DOCKER_HOST": host})
+
+
+def test_dind_ready_says_so_in_one_line_with_status_2() -> None:
+    """Before: ``tcp://[::1`` was exit 125, "internal error: InvalidURL"."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dind", "--ready"],
+        env={**os.environ, "DOCKER_HOST": "tcp://[::1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "not HOST[:PORT]" in result.stderr, result.stderr
