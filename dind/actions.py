@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+from dind import steps
 from dind.errors import SetupError
 from dind.record import Record
 from dind.syscalls import CLONE_NEWCGROUP, MS_BIND, MS_REC, MS_REMOUNT, MS_SHARED
@@ -231,7 +232,7 @@ class Propagation(Action):
         return f"mount --make-rshared {self.target}"
 
     def details(self) -> dict[str, object]:
-        return {"target": self.target, "propagation": "rshared"}
+        return {"target": self.target, "propagation": steps.RSHARED}  # the step is named after it
 
     def execute(self, kernel: Kernel) -> str | None:
         kernel.mount(None, self.target, None, MS_REC | MS_SHARED, None)

@@ -171,13 +171,25 @@ def make_plan(facts: Facts, settings: Settings) -> Plan:
 
     plan = Plan(actions, warnings, list(settings.command))
     if settings.daemon_mode and facts.daemon is not None:
-        from dind.daemon.plan import plan_daemon
-
-        plan_daemon(plan, facts, settings)
+        _add_daemon(plan, facts, settings)
     checked = _host(facts, settings.allow_host, plan.actions)
     plan.actions = checked.actions
     plan.warnings = checked.warnings + plan.warnings
     return plan
+
+
+def _add_daemon(plan: Plan, facts: Facts, settings: Settings) -> None:
+    """The daemon steps after the kernel's; dockerd is the command, or starts before it."""
+    from dind.daemon.plan import plan_daemon
+
+    daemon = plan_daemon(facts, settings)
+    plan.actions += daemon.actions
+    plan.warnings += daemon.warnings
+    plan.dockerd_path = daemon.path
+    if settings.with_dockerd:
+        plan.dockerd = daemon.argv
+    else:
+        plan.command = daemon.argv
 
 
 def render(plan: Plan, fmt: str = "text") -> str:
@@ -187,8 +199,8 @@ def render(plan: Plan, fmt: str = "text") -> str:
         rows.append((a.step, a.status, a.describe(), a.note, a.fields()))
     if plan.dockerd is not None:
         text = _shell(plan.dockerd)
-        fields: dict[str, object] = {"step": "dockerd", "action": "start", "argv": plan.dockerd}
-        rows.append(("dockerd", PENDING, text, "", {**fields, "status": PENDING}))
+        fields: dict[str, object] = {"step": steps.DOCKERD, "action": "start", "argv": plan.dockerd}
+        rows.append((steps.DOCKERD, PENDING, text, "", {**fields, "status": PENDING}))
     if plan.command:
         fields = {"step": steps.EXEC, "action": "exec", "argv": plan.command, "status": PENDING}
         rows.append((steps.EXEC, PENDING, _shell(plan.command), "", fields))

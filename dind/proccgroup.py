@@ -8,6 +8,7 @@ The path field is only carried along: it may hold any bytes a cgroup name may.
 from __future__ import annotations
 
 from dind.errors import ParseError
+from dind.paths import PROC_1_CGROUP
 from dind.procfile import lines
 from dind.record import Record
 
@@ -74,7 +75,7 @@ def _check_item(item: str) -> str | None:
     return None
 
 
-def parse(text: str, source: str = "/proc/1/cgroup") -> list[Hierarchy]:
+def parse(text: str, source: str = PROC_1_CGROUP) -> list[Hierarchy]:
     """Parse and validate every line; the first bad one raises ParseError naming it."""
     hierarchies: list[Hierarchy] = []
     seen_ids: dict[int, int] = {}

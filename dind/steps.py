@@ -23,6 +23,9 @@ HOSTS = "hosts"
 IPTABLES = "iptables"
 MTU = "mtu"
 EXEC = "exec"
+DOCKERD = "dockerd"
+"""Not a step: the rows ``--dry-run`` prints last, for what dind then runs (``exec``) and the
+daemon ``--with-dockerd`` starts before it (``dockerd``)."""
 
 KERNEL_STEPS = (
     SECURITYFS,

@@ -9,6 +9,7 @@ a nested dockerd cannot work). Where the snapshot cannot tell, the value is
 from __future__ import annotations
 
 from dind import cgroup1, confine, steps
+from dind.actions import CONFLICT, REFUSED, SATISFIED
 from dind.check import procfs
 from dind.check.env import Env, active_lsms, denies_mount
 from dind.check.gather import IP_FORWARD, KERNEL_CONFIG, TABLE_NAMES
@@ -369,7 +370,7 @@ def _mounts(
         "securityfs_dir": env.snap.evidence.securityfs_dir,
         "tmp": None if tmp is None else tmp.fstype,
     }
-    steps = {a.step for a in ([] if plan is None else plan.actions)}
+    planned_steps = {a.step for a in ([] if plan is None else plan.actions)}
 
     if root is not None and root.shared:
         found.ok(
@@ -377,7 +378,7 @@ def _mounts(
             propagation or "",
             "/ is shared: mounts propagate to nested containers",
         )
-    elif "rshared" in steps:
+    elif steps.RSHARED in planned_steps:
         found.ok(
             "root_propagation",
             propagation or "unknown",
@@ -389,27 +390,29 @@ def _mounts(
             propagation or "unknown",
             "/ is not shared and the rshared step is skipped: `docker run -v SRC:DST:rshared` "
             "fails inside, and mounts do not propagate to nested containers",
-            "do not --skip rshared",
+            f"do not --skip {steps.RSHARED}",
         )
 
     apparmor = env.apparmor
     if securityfs:
         found.ok("securityfs", "mounted", "a nested dockerd can load AppArmor profiles through it")
-    elif "securityfs" in steps:
+    elif steps.SECURITYFS in planned_steps:
         found.ok(
             "securityfs",
             "not mounted",
             "dind's securityfs step mounts it (outcome: see the plan)",
         )
     else:
-        why = "--skip securityfs" if "securityfs" in skip else "no /sys/kernel/security"
+        why = f"--skip {steps.SECURITYFS}" if steps.SECURITYFS in skip else f"no {SECURITYFS}"
         if apparmor:
             found.warning(
                 "securityfs",
                 f"not mounted ({why})",
                 "AppArmor is enabled, but a nested dockerd cannot see it without securityfs: "
                 "nested containers run without an AppArmor profile",
-                "do not --skip securityfs" if "securityfs" in skip else env.fix("privileged"),
+                f"do not --skip {steps.SECURITYFS}"
+                if steps.SECURITYFS in skip
+                else env.fix("privileged"),
             )
         else:
             found.ok(
@@ -423,7 +426,7 @@ def _mounts(
     else:
         step = (
             "; dind's tmp step mounts a tmpfs there (outcome: see the plan)"
-            if "tmp" in steps
+            if steps.TMP in planned_steps
             else ""
         )
         found.ok("tmp", "not a mount point", f"/tmp is on the root filesystem{step}")
@@ -447,7 +450,7 @@ def _processes(
             "(dind --init, tini, or docker run --init)",
         )
     root_group: dict[str, object] | None = None
-    nesting = [r for r in rows or [] if r["step"] == "cgroup-nesting"]
+    nesting = [r for r in rows or [] if r["step"] == steps.CGROUP_NESTING]
     if nesting:
         outcome = nesting[0]["outcome"]
         pids = [
@@ -714,7 +717,6 @@ def _runtime(env: Env, found: Findings) -> dict[str, object]:
 def _daemon(env: Env, found: Findings, settings: Settings) -> dict[str, object] | None:
     """What ``dind dockerd`` would decide here, with the evidence: the daemon steps' plan."""
     from dind.daemon.plan import plan_daemon
-    from dind.plan import Plan
 
     evidence = env.snap.evidence.daemon
     if evidence is None:
@@ -725,15 +727,14 @@ def _daemon(env: Env, found: Findings, settings: Settings) -> dict[str, object] 
     except DindError as err:
         found.blocker("dockerd", "cannot plan", str(err), "see the message")
         return None
-    plan = Plan([], [], list(daemon.command))
-    plan_daemon(plan, facts, daemon)
+    plan = plan_daemon(facts, daemon)
     rows = [
         {"step": a.step, "describe": a.describe(), "status": a.status, "note": a.note}
         for a in plan.actions
     ]
     backends = evidence.iptables
     section: dict[str, object] = {
-        "dockerd": plan.command,
+        "dockerd": plan.argv,
         "steps": rows,
         "iptables_rules": {k: b.rules for k, b in backends.items()},
         "data_root_fs": evidence.data_root_fs,
@@ -747,14 +748,14 @@ def _daemon(env: Env, found: Findings, settings: Settings) -> dict[str, object] 
         if a.step in reported:
             continue
         reported.add(a.step)
-        if a.status == "refused":
+        if a.status == REFUSED:
             found.blocker(a.step, a.describe(), a.note, "see the message")
-        elif a.status == "conflict":
+        elif a.status == CONFLICT:
             found.warning(
                 a.step, a.describe(), f"{a.note}; dind warns and goes on", "see the message"
             )
         else:
-            done = "already so" if a.status == "satisfied" else "dind dockerd does this"
+            done = "already so" if a.status == SATISFIED else "dind dockerd does this"
             found.ok(a.step, a.describe(), f"{done}: {a.note}" if a.note else done)
     return section
 

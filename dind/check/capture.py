@@ -16,6 +16,7 @@ import sys
 
 from dind.check.model import Namespace, Proc, Snapshot
 from dind.facts import Evidence
+from dind.paths import MOUNTINFO
 
 PROBES = "probes.json"
 
@@ -97,7 +98,7 @@ def load(directory: str) -> Snapshot:
         securityfs_dir=probes["securityfs_dir"],
         container=probes["container"],
         proc_cgroup_source=probes["proc_cgroup_source"],
-        mountinfo_source=probes.get("mountinfo_source", "/proc/self/mountinfo"),
+        mountinfo_source=probes.get("mountinfo_source", MOUNTINFO),
         links=links,
         daemon=None if daemon is None else DaemonEvidence.from_json(daemon),
     )

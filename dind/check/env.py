@@ -14,6 +14,7 @@ from typing import TypeVar
 from dind import mountinfo, proccgroup
 from dind.check import procfs
 from dind.check.model import Snapshot
+from dind.check.runtime import fix, identify
 from dind.errors import DindError
 from dind.namespaces import is_initial
 from dind.paths import MOUNTINFO, PROC_1_CGROUP, PROC_SELF_CGROUP, SYS_FS_CGROUP, UNIFIED
@@ -62,9 +63,7 @@ class Env:
         self.cgroupns, self.cgroupns_evidence = cgroup_namespace(
             self.link("cgroup"), self.own_cgroups, self.mounts, self.init_at_root
         )
-        from dind.check.runtime import identify
-
-        self.runtime, self.runtime_evidence = identify(self)
+        self.runtime, self.runtime_evidence = identify(snap, self.hierarchies, self.mounts)
         """The runtime that started this container (dind.check.runtime), and why we think so."""
         self.apparmor = apparmor_enabled(snap)
         """AppArmor is on: decided here alone (None when it cannot be told)."""
@@ -72,8 +71,6 @@ class Env:
 
     def fix(self, problem: str) -> str:
         """The fix for ``problem`` (privileged, keyring, apparmor) in this runtime's words."""
-        from dind.check.runtime import fix
-
         return fix(self.runtime, problem)
 
     def link(self, kind: str) -> str | None:

@@ -11,9 +11,13 @@ Pure.
 
 from __future__ import annotations
 
+from dind.namespaces import is_initial
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from dind.check.env import Env
+    from dind.check.model import Snapshot
+    from dind.mountinfo import MountTable
+    from dind.proccgroup import Hierarchy
 
 DOCKER = "docker"
 PODMAN = "podman"
@@ -69,17 +73,18 @@ def fix(runtime: str, problem: str) -> str:
     return FIXES.get(runtime, GENERIC).get(problem, GENERIC[problem])
 
 
-def identify(env: Env) -> tuple[str, list[str]]:
-    """The runtime and the evidence for it, strongest first."""
-    snap = env.snap
+def identify(
+    snap: Snapshot, hierarchies: list[Hierarchy] | None, mounts: MountTable | None
+) -> tuple[str, list[str]]:
+    """The runtime and the evidence for it, strongest first (PID 1's hierarchies, our mounts)."""
     probes = snap.runtime
     evidence: list[str] = []
     raw = probes.get("markers")
     markers = [str(m) for m in raw] if isinstance(raw, list) else []
     pid1 = probes.get("pid1_container")
-    paths = [h.path for h in env.hierarchies or []]
-    if env.mounts is not None and any(
-        m.source == "sysboxfs" or "sysboxfs" in m.fstype for m in env.mounts.mounts
+    paths = [h.path for h in hierarchies or []]
+    if mounts is not None and any(
+        m.source == "sysboxfs" or "sysboxfs" in m.fstype for m in mounts.mounts
     ):
         return SYSBOX, ["sysboxfs is mounted"]
     if probes.get("kubernetes") or "/var/run/secrets/kubernetes.io" in markers:
@@ -102,8 +107,6 @@ def identify(env: Env) -> tuple[str, list[str]]:
     if any(p.startswith("/docker/") or "/docker-" in p for p in paths):
         return DOCKER, ["PID 1's cgroup is below /docker"]
     ns = snap.namespaces.get("pid")
-    from dind.namespaces import is_initial
-
     initial = is_initial("pid", None if ns is None else ns.link)
     if initial:
         return HOST, ["the initial PID namespace: no container"]

@@ -7,6 +7,7 @@ Like the kernel steps' ``dind.facts``: ``DaemonEvidence`` is what
 
 from __future__ import annotations
 
+from dind import steps
 from dind.daemon.flags import Directives, config_path, parse_config, parse_flags
 from dind.record import Record
 
@@ -158,5 +159,5 @@ def daemon_facts(evidence: DaemonEvidence, settings: Settings) -> DaemonFacts:
 
     directives, path = directives_of(settings, evidence.config_text)
     if evidence.config_error:
-        raise SetupError(f"cannot read {path}: {evidence.config_error}", step="hosts")
+        raise SetupError(f"cannot read {path}: {evidence.config_error}", step=steps.HOSTS)
     return DaemonFacts(evidence, directives, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from dind import paths, steps
 from dind.errors import SetupError, UsageError
 from dind.record import Record
 
@@ -55,7 +56,6 @@ CONFIG_KEYS = {
     "default-network-opts": "default-network-opt",
 }
 """daemon.json keys, to the same directive names."""
-DEFAULT_CONFIG = "/etc/docker/daemon.json"
 
 
 class Directives(Record):
@@ -137,14 +137,14 @@ def parse_config(text: str | None, path: str) -> dict[str, object]:
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as err:
-        raise SetupError(f"{path}: not valid JSON: {err}", step="hosts") from None
+        raise SetupError(f"{path}: not valid JSON: {err}", step=steps.HOSTS) from None
     if not isinstance(doc, dict):
-        raise SetupError(f"{path}: not a JSON object", step="hosts")
+        raise SetupError(f"{path}: not a JSON object", step=steps.HOSTS)
     if _depth(doc) > MAX_DEPTH:
-        raise SetupError(f"{path}: nested deeper than {MAX_DEPTH} levels", step="hosts")
+        raise SetupError(f"{path}: nested deeper than {MAX_DEPTH} levels", step=steps.HOSTS)
     return doc
 
 
 def config_path(flags: dict[str, list[str]]) -> str:
     given = flags.get("config-file")
-    return given[-1] if given else DEFAULT_CONFIG
+    return given[-1] if given else paths.DAEMON_JSON

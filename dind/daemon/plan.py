@@ -11,12 +11,12 @@ from dind import confine, paths, steps
 from dind.actions import CONFLICT, PENDING, REFUSED, SATISFIED, Action, Decision, RemoveFile
 from dind.daemon import iptables, mtu
 from dind.daemon.actions import LinkTools, MakeCertificates
+from dind.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dind.daemon.facts import DaemonFacts
     from dind.facts import Facts
-    from dind.plan import Plan
     from dind.settings import Settings
 
 TLS_PORT = 2376
@@ -158,13 +158,34 @@ def _mtu(d: DaemonFacts, settings: Settings) -> tuple[Action, list[str]]:
     return Decision(step, "dockerd " + " ".join(flags), str(value), PENDING, why), flags
 
 
-def plan_daemon(plan: Plan, facts: Facts, settings: Settings) -> None:
-    """Add the daemon steps to ``plan`` and make dockerd's command line (and PATH)."""
+class DaemonPlan(Record):
+    """The daemon steps' actions and warnings, dockerd's command line, and what goes first
+    on its PATH; ``dind.plan`` puts them into the whole plan."""
+
+    __slots__ = ("actions", "argv", "path", "warnings")
+
+    def __init__(
+        self,
+        actions: list[Action],
+        warnings: list[tuple[str, str]],
+        argv: list[str],
+        path: list[str],
+    ) -> None:
+        self.actions = actions
+        self.warnings = warnings
+        self.argv = argv
+        self.path = path
+
+
+def plan_daemon(facts: Facts, settings: Settings) -> DaemonPlan:
+    """The daemon steps, and dockerd's command line as they make it."""
     assert facts.daemon is not None
     d = facts.daemon
     skip = settings.skip
     argv = settings.dockerd_argv
     actions: list[Action] = []
+    warnings: list[tuple[str, str]] = []
+    path: list[str] = []
     if steps.STALE_PID not in skip:
         actions += _stale_pid(d)
     if steps.DATA_ROOT not in skip:
@@ -178,11 +199,11 @@ def plan_daemon(plan: Plan, facts: Facts, settings: Settings) -> None:
         actions.append(action)
         argv += flags
     if steps.IPTABLES not in skip:
-        more, warnings = _iptables(d, settings)
+        more, found = _iptables(d, settings)
         actions += more
-        plan.warnings += [(steps.IPTABLES, w) for w in warnings]
+        warnings += [(steps.IPTABLES, w) for w in found]
         if any(isinstance(a, LinkTools) for a in more):
-            plan.dockerd_path = [paths.IPTABLES_DIR]
+            path = [paths.IPTABLES_DIR]
     if steps.MTU not in skip:
         action, flags = _mtu(d, settings)
         actions.append(action)
@@ -201,8 +222,4 @@ def plan_daemon(plan: Plan, facts: Facts, settings: Settings) -> None:
                 )
             )
             argv += ["--cgroup-parent", parent]
-    plan.actions += actions
-    if settings.with_dockerd:
-        plan.dockerd = argv
-    else:
-        plan.command = argv
+    return DaemonPlan(actions, warnings, argv, path)

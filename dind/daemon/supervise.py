@@ -14,7 +14,7 @@ import os
 import signal
 import time
 
-from dind import paths, signals
+from dind import paths, signals, steps
 from dind.daemon.ready import Endpoint, wait_ready
 from dind.errors import SetupError
 from dind.init import FORWARDED, configure_signals, exit_status, forward, spawn
@@ -104,7 +104,7 @@ def _fail(message: str, log_path: str, start: int) -> SetupError:
     lines = tail(log_path, start)
     shown = "\n".join(lines)
     more = f"; its last lines in {log_path}:\n{shown}" if lines else f" ({log_path}: nothing)"
-    return SetupError(message + more, step="dockerd")
+    return SetupError(message + more, step=steps.DOCKERD)
 
 
 def run_with_dockerd(plan: Plan, settings: Settings, log: Log, mask: set[int]) -> int:
