@@ -15,7 +15,8 @@ from dind.errors import DindError
 from dind.facts import Evidence
 from dind.mountinfo import MountTable
 from dind.procfile import try_read
-from dind.syscalls import first_symlink, fs_type, open_path
+from dind.safepath import first_symlink, open_path
+from dind.syscalls import fs_type
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

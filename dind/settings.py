@@ -257,7 +257,7 @@ def _sans(text: str) -> tuple[str, ...]:
     """DOCKER_TLS_SAN, checked here so that garbage is a usage error before any step runs."""
     if not text.strip():
         return ()
-    from dind.daemon.tls import parse_sans
+    from dind.daemon.addresses import parse_sans
 
     return tuple(parse_sans(text, "DOCKER_TLS_SAN"))
 

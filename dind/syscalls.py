@@ -1,8 +1,7 @@
-"""The system calls dind acts through (ctypes, ``use_errno``), and paths opened without symlinks.
+"""The system calls dind acts through (ctypes, ``use_errno``): mount, unshare, prctl, statfs.
 
-Every path dind mounts on, creates, removes or writes is opened with
-``openat2(RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`` (component by component
-with ``O_NOFOLLOW`` where openat2 is missing), and the operation then acts on the
+Every path dind mounts on, creates, removes or writes is opened through
+``dind.safepath`` (openat2 without symlinks), and the operation then acts on the
 opened object: ``mount(2)`` onto ``/proc/self/fd/N``, ``mkdirat``/``symlinkat``/
 ``unlinkat`` relative to the parent's descriptor, as runc does since its symlink
 CVEs. What was checked is what gets changed: a path swapped for a symlink in
@@ -14,12 +13,12 @@ tests use a full fake for error paths and this one for real, in namespaces.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import errno
 import os
 import stat
 import time
+
+from dind.safepath import at, open_path, parent
 
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
@@ -31,12 +30,6 @@ MS_SHARED = 1 << 20
 MNT_DETACH = 0x2
 CLONE_NEWCGROUP = 0x02000000
 PR_SET_CHILD_SUBREAPER = 36
-
-SYS_OPENAT2 = 437
-"""Same number on every architecture with the generic syscall table (since Linux 5.6)."""
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_NO_SYMLINKS = 0x04
-_RESOLVE = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 
 CGROUP_SUPER_MAGIC = 0x27E0EB
 CGROUP2_SUPER_MAGIC = 0x63677270
@@ -83,20 +76,6 @@ class _Statfs(ctypes.Structure):
     )
 
 
-class _OpenHow(ctypes.Structure):
-    """``struct open_how`` of openat2(2)."""
-
-    _fields_ = (
-        ("flags", ctypes.c_uint64),
-        ("mode", ctypes.c_uint64),
-        ("resolve", ctypes.c_uint64),
-    )
-
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 _libc = ctypes.CDLL(None, use_errno=True)
 _mount = _libc.mount
 _mount.argtypes = (
@@ -122,11 +101,6 @@ _statfs.restype = ctypes.c_int
 _fstatfs = _libc.fstatfs
 _fstatfs.argtypes = (ctypes.c_int, ctypes.POINTER(_Statfs))
 _fstatfs.restype = ctypes.c_int
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
-
-_openat2 = {"usable": True}
-"""False once openat2 answered ENOSYS (kernel < 5.6, or a seccomp filter that hides it)."""
 
 
 def _oserror(path: str) -> OSError:
@@ -136,113 +110,6 @@ def _oserror(path: str) -> OSError:
 
 def _arg(value: str | None) -> bytes | None:
     return None if not value else os.fsencode(value)
-
-
-def _components(path: str) -> list[str]:
-    """The names of an absolute, normalised path; ``.`` and ``..`` are refused outright."""
-    if not path.startswith("/"):
-        raise OSError(errno.EINVAL, "not an absolute path", path)
-    parts = [p for p in path.split("/") if p]
-    if any(p in (".", "..") for p in parts):
-        raise OSError(errno.EINVAL, "'.' or '..' in the path", path)
-    return parts
-
-
-def _open_child(fd: int, part: str, flags: int, path: str) -> int:
-    """One ``O_NOFOLLOW`` open below ``fd``; a symlink there is ELOOP, whatever the flags."""
-    try:
-        return os.open(part, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-    except OSError as err:
-        code = err.errno
-        if code in (errno.ELOOP, errno.ENOTDIR) and _is_link(part, fd):
-            code = errno.ELOOP
-        raise OSError(code, os.strerror(code or 0), path) from None
-
-
-def _walk(path: str, flags: int) -> int:
-    """openat2's job done by hand: one ``O_NOFOLLOW`` open per component from ``/``."""
-    parts = _components(path)
-    if not parts:
-        return os.open("/", flags | os.O_CLOEXEC)
-    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        try:
-            child = _open_child(fd, part, flags if last else os.O_PATH | os.O_DIRECTORY, path)
-        finally:
-            os.close(fd)
-        fd = child
-    if flags & os.O_PATH and stat.S_ISLNK(os.fstat(fd).st_mode):
-        os.close(fd)  # O_PATH | O_NOFOLLOW opened the link itself
-        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-    return fd
-
-
-def _is_link(name: str, dir_fd: int) -> bool:
-    try:
-        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-    except OSError:
-        return False
-
-
-def open_path(path: str, flags: int = os.O_PATH, mode: int = 0) -> int:
-    """Open absolute ``path`` without following a symlink in any component (ELOOP if one is).
-
-    Returns a close-on-exec descriptor. ``O_PATH`` (the default) opens the object
-    itself, for mounting on it or as the ``dir_fd`` of *at calls.
-    """
-    if _openat2["usable"]:
-        _components(path)
-        how = _OpenHow(flags | os.O_CLOEXEC, mode, _RESOLVE)
-        fd = _syscall(
-            ctypes.c_long(SYS_OPENAT2),
-            ctypes.c_int(-100),  # AT_FDCWD: the path is absolute
-            ctypes.c_char_p(os.fsencode(path)),
-            ctypes.byref(how),
-            ctypes.c_size_t(ctypes.sizeof(how)),
-        )
-        if fd >= 0:
-            return int(fd)
-        err = ctypes.get_errno()
-        if err != errno.ENOSYS:
-            raise OSError(err, os.strerror(err), path)
-        _openat2["usable"] = False
-    return _walk(path, flags)
-
-
-def first_symlink(path: str) -> str | None:
-    """The first component of ``path`` that is a symlink (for messages), else None."""
-    probe = ""
-    for part in _components(path):
-        probe += "/" + part
-        try:
-            if stat.S_ISLNK(os.lstat(probe).st_mode):
-                return probe
-        except OSError:
-            return None
-    return None
-
-
-def _parent(path: str) -> tuple[int, str]:
-    """An ``O_PATH`` descriptor of the parent directory of ``path``, and the last name."""
-    parent, _, name = path.rpartition("/")
-    if not name or name in (".", ".."):
-        raise OSError(errno.EINVAL, "no file name in the path", path)
-    fd = open_path(parent or "/", os.O_PATH | os.O_DIRECTORY)
-    return fd, name
-
-
-@contextlib.contextmanager
-def _at(path: str) -> Iterator[tuple[int, str]]:
-    """The parent's descriptor and the last name of ``path``, for an *at call; errors name
-    ``path`` and the descriptor is closed whatever happens."""
-    fd, name = _parent(path)
-    try:
-        yield fd, name
-    except OSError as err:
-        raise OSError(err.errno, err.strerror, path) from None
-    finally:
-        os.close(fd)
 
 
 def mount(
@@ -320,13 +187,13 @@ class LinuxKernel:
         unshare(flags)
 
     def mkdir(self, path: str, mode: int = 0o755) -> None:
-        with _at(path) as (fd, name):
+        with at(path) as (fd, name):
             os.mkdir(name, mode, dir_fd=fd)
 
     def symlink(self, link_target: str, path: str) -> None:
         """symlinkat; an existing link is replaced atomically (a new name, then renameat)."""
-        with _at(path) as (fd, name):
-            if _is_link(name, fd):
+        with at(path) as (fd, name):
+            if stat.S_ISLNK(_lstat_mode(name, fd)):
                 temp = f".{name}.dind-{os.getpid()}"
                 os.symlink(link_target, temp, dir_fd=fd)
                 os.rename(temp, name, src_dir_fd=fd, dst_dir_fd=fd)
@@ -334,14 +201,14 @@ class LinuxKernel:
                 os.symlink(link_target, name, dir_fd=fd)
 
     def unlink(self, path: str) -> None:
-        with _at(path) as (fd, name):
+        with at(path) as (fd, name):
             os.unlink(name, dir_fd=fd)
 
     def kind(self, path: str) -> str | None:
         """'dir', 'link', 'other' or None when missing; ELOOP when a parent is a symlink."""
         if path == "/":
             return "dir"
-        fd, name = _parent(path)
+        fd, name = parent(path)
         try:
             mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
         except FileNotFoundError:
@@ -369,3 +236,11 @@ class LinuxKernel:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+
+def _lstat_mode(name: str, dir_fd: int) -> int:
+    """The mode of ``name`` below ``dir_fd`` without following it; 0 when it is not there."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except OSError:
+        return 0

@@ -16,7 +16,8 @@ from dind.daemon import iptables, mtu
 from dind.daemon.facts import Backend, DaemonEvidence, PidFile, directives_of
 from dind.errors import DindError
 from dind.procfile import try_read
-from dind.syscalls import fs_type, open_path
+from dind.safepath import open_path
+from dind.syscalls import fs_type
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -175,14 +176,15 @@ def read_daemon(settings: Settings) -> DaemonEvidence:
         pidfiles = find_pidfiles(paths.RUN, directives.value("pidfile"))
     tls_state = addresses = hostnames = None
     if steps.TLS not in skip and settings.tls_certdir:
+        from dind.daemon import addresses as names
         from dind.daemon import tls
 
         try:
             tls_state = tls.layout_state(settings.tls_certdir)
         except DindError as err:
             tls_state = f"error: {err}"
-        addresses = tls.interface_addresses()
-        hostnames = tls.hostnames()
+        addresses = names.interface_addresses()
+        hostnames = names.hostnames()
     backends = {}
     if steps.IPTABLES not in skip:
         backends = {name: read_backend(name) for name in iptables.BACKENDS}

@@ -69,8 +69,9 @@ def _tls(d: DaemonFacts, settings: Settings) -> tuple[list[Action], list[str]]:
         note = "DOCKER_TLS_CERTDIR is empty: TLS off, plain TCP on 2375 (--tls=false)"
         return [Decision(steps.TLS, "no TLS", "off", SATISFIED, note)], []
     from dind.daemon import tls
+    from dind.daemon.addresses import server_sans
 
-    sans = tls.server_sans(d.evidence.addresses, d.evidence.hostnames, list(settings.tls_san))
+    sans = server_sans(d.evidence.addresses, d.evidence.hostnames, list(settings.tls_san))
     state = d.evidence.tls_state or "unknown"
     action = MakeCertificates(steps.TLS, certdir, tuple(sans), note=f"layout: {state}")
     if d.directives.given("tlsverify") or d.directives.given("tlscacert"):

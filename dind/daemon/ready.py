@@ -87,7 +87,7 @@ def _address(host: str, netloc: str, default_port: int) -> str:
         raise UsageError(f"DOCKER_HOST={host!r}: not HOST[:PORT] ({err})") from None
     if not parts.hostname or parts.path or parts.username is not None:
         raise UsageError(f"DOCKER_HOST={host!r}: not HOST[:PORT]")
-    from dind.daemon.tls import canonical_ip, dns_problem
+    from dind.daemon.addresses import canonical_ip, dns_problem
 
     problem = None if canonical_ip(parts.hostname) else dns_problem(parts.hostname)
     if problem is not None:

@@ -18,7 +18,7 @@ from dind import paths, signals, steps
 from dind.daemon.ready import Endpoint, wait_ready
 from dind.errors import SetupError
 from dind.init import FORWARDED, configure_signals, exit_status, forward, spawn
-from dind.syscalls import open_path
+from dind.safepath import open_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

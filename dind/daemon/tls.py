@@ -50,27 +50,26 @@ shared directory; while it is held, temporary files of dind's pattern are stale
 (a crashed run) and are removed.
 
 This runs as root in a directory other containers may write: DIR is opened without
-following any symlink (``dind.syscalls.open_path``, made with mode 0755 if missing),
+following any symlink (``dind.safepath.Dir``, made with mode 0755 if missing),
 ``ca``/``server``/``client`` and every file are opened or created relative to their
 parent's descriptor with ``O_NOFOLLOW``, and a symlink at any of the nine names is
-an error, never followed. Renames replace a name, never write through it.
+an error, never followed. Renames replace a name, never write through it. A reused
+client key with other hard links is refused before anything is written: its mode
+becomes 0644, and a link to another key would hand that key to every client.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import errno
 import os
 import re
-import socket
-import stat
 import time
 
 from dind import steps
-from dind.errors import SetupError, UsageError
-from dind.procfile import try_read
-from dind.syscalls import first_symlink, open_path
+from dind.daemon.addresses import one_san
+from dind.errors import SetupError
+from dind.safepath import LINKED, SYMLINK, TOO_LARGE, Dir, Refused, first_symlink
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -108,17 +107,12 @@ CLIENT_KEY_MODE = 0o644
 
 MAX_PEM = 1 << 20
 """Largest file read (a CA bundle in server/ca.pem included)."""
-MAX_PROC = 8 << 20
 LOCK_WAIT = 30.0
 MAX_CHAIN = 8
-IFA_F_DADFAILED = 0x08
 EC_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 """The curves Go's crypto/tls (dockerd, docker) accepts."""
 
 _TEMP = re.compile(r"\.(?:ca|cert|key)\.pem\.dind-[0-9]+-[0-9a-f]{16}\.tmp\Z")
-_SEPARATORS = re.compile(r"[\s,]+")
-_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z", re.IGNORECASE)
-_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_SYMLINKS = "dind follows no symlink in DOCKER_TLS_CERTDIR"
 
 
@@ -129,220 +123,33 @@ class TLSError(SetupError):
         super().__init__(message, step=steps.TLS, errno=code)
 
 
-# --- SANs: pure -----------------------------------------------------------------------
-
-
-def parse_sans(text: str, origin: str = "DOCKER_TLS_SAN") -> list[str]:
-    """``"IP:10.0.0.1 example.com"`` → ``["IP:10.0.0.1", "DNS:example.com"]``, in order, unique.
-
-    Words are separated by spaces or commas (docker:dind joins the variable into
-    openssl's comma-separated list, so both work there). ``IP:`` and ``DNS:``
-    prefixes are accepted; a bare word that parses as an address is an IP SAN, any
-    other a DNS name. Garbage is a UsageError naming ``origin`` and the word.
-    """
-    found: list[str] = []
-    for word in _SEPARATORS.split(text):
-        if word:
-            san = _san(word, origin)
-            if san not in found:
-                found.append(san)
-    return found
-
-
-def server_sans(addresses: list[str], hostnames: list[str], extra: list[str]) -> list[str]:
-    """The server certificate's SANs, sorted and unique: docker:dind's list.
-
-    Every interface address, every hostname that is a valid DNS name (others cannot
-    be SANs and are left out), ``docker``, ``localhost``, and ``extra`` (from
-    ``parse_sans``).
-    """
-    found = {"DNS:docker", "DNS:localhost"}
-    for address in addresses:
-        found.add(_san(f"IP:{address}", "interface address"))
-    for name in hostnames:
-        if dns_problem(name) is None:
-            found.add(f"DNS:{name.lower()}")
-    for san in extra:
-        found.add(_san(san, "DOCKER_TLS_SAN"))
-    return sorted(found)
-
-
-def _san(word: str, origin: str) -> str:
-    """One word as a normalised ``IP:``/``DNS:`` SAN, or a UsageError."""
-    bad = next((c for c in word if ord(c) < 32 or ord(c) == 127), None)
-    if bad is not None:
-        raise UsageError(f"{origin}: {word!r}: control character {bad!r}")
-    prefix, colon, value = word.partition(":")
-    kind = prefix.upper() if colon else ""
-    if kind == "IP":
-        address = canonical_ip(value)
-        if address is None:
-            raise UsageError(f"{origin}: {word!r}: {value!r} is not an IPv4 or IPv6 address")
-        return f"IP:{address}"
-    if kind == "DNS":
-        return f"DNS:{_dns(value, word, origin)}"
-    address = canonical_ip(word)
-    if address is not None:
-        return f"IP:{address}"
-    if all(label.isdigit() for label in word.split(".")):
-        raise UsageError(f"{origin}: {word!r}: not a valid IPv4 address")
-    if colon:
-        raise UsageError(
-            f"{origin}: {word!r}: not an IP address; the SAN prefixes accepted are IP: and DNS:"
-        )
-    return f"DNS:{_dns(word, word, origin)}"
-
-
-def canonical_ip(text: str) -> str | None:
-    """The canonical form of an IPv4 or IPv6 address (inet_pton's strict rules), else None."""
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            return socket.inet_ntop(family, socket.inet_pton(family, text))
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def _dns(name: str, word: str, origin: str) -> str:
-    problem = dns_problem(name)
-    if problem is not None:
-        raise UsageError(f"{origin}: {word!r}: {problem}")
-    return name.lower()
-
-
-def dns_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a DNS SAN (None if it can). ``*`` only as the leftmost label.
-
-    Underscores are accepted: compose service names have them, and Go matches them.
-    """
-    if not name:
-        return "empty DNS name"
-    if not name.isascii():
-        return "not ASCII; give an internationalised name in its IDNA form (xn--...)"
-    if len(name) > 253:
-        return "DNS name longer than 253 characters"
-    labels = name.split(".")
-    if labels[-1] == "":
-        return "DNS name ends with a dot; give it without"
-    for i, label in enumerate(labels):
-        if label == "*" and i == 0 and len(labels) > 1:
-            continue
-        if not _LABEL.match(label):
-            return (
-                f"DNS label {label!r} is not 1 to 63 letters, digits, '-' or '_'"
-                " (no '-' at either end)"
-            )
-    if labels[-1].isdigit():
-        return "a numeric last label is not a DNS name (an IP address? give IP:...)"
-    return None
-
-
 def server_paths(certdir: str) -> tuple[str, str, str]:
     """(ca, cert, key) under DIR/server, as ``--tlscacert``/``--tlscert``/``--tlskey`` take them."""
     ca, cert, key = (os.path.join(certdir, "server", name) for name in SERVER_FILES)
     return ca, cert, key
 
 
-# --- Addresses and hostnames: pure parsers, thin readers --------------------------------
+# --- The directory, through dind.safepath ------------------------------------------------
 
 
-def parse_fib_trie_local(text: str) -> list[str]:
-    """IPv4 addresses of the namespace's interfaces, from ``/proc/net/fib_trie``.
-
-    An address of this host is a trie leaf (``|-- 10.0.0.5``) with a ``/32 host LOCAL``
-    route; other leaves are networks and broadcast addresses. Main and Local tables
-    both list them: each address once, in the file's order. Lines not understood are
-    skipped (the collection is best effort; the kernel's format is fixed).
-    """
-    found: list[str] = []
-    leaf: str | None = None
-    for line in text.splitlines():
-        word = line.strip()
-        if word.startswith("|-- "):
-            leaf = word[4:].strip()
-        elif word.startswith("+-- ") or word.endswith(":"):
-            leaf = None
-        elif leaf is not None and word.startswith("/"):
-            fields = word.split()
-            if fields[0] == "/32" and len(fields) > 2 and fields[2] == "LOCAL":
-                address = _ipv4(leaf)
-                if address is not None and address not in found:
-                    found.append(address)
-    return found
-
-
-def _ipv4(text: str) -> str | None:
-    try:
-        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text))
-    except (OSError, ValueError):
-        return None
-
-
-def parse_if_inet6(text: str) -> list[str]:
-    """IPv6 addresses from ``/proc/net/if_inet6`` (hex address, index, plen, scope, flags, name).
-
-    Tentative addresses count (``ip addr`` shows them); those whose duplicate address
-    detection failed do not (the kernel will never use them).
-    """
-    found: list[str] = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 6 or len(fields[0]) != 32:
-            continue
-        try:
-            packed = bytes.fromhex(fields[0])
-            flags = int(fields[4], 16)
-        except ValueError:
-            continue
-        address = socket.inet_ntop(socket.AF_INET6, packed)
-        if not flags & IFA_F_DADFAILED and address not in found:
-            found.append(address)
-    return found
-
-
-def interface_addresses() -> list[str]:
-    """Every IPv4 then IPv6 address of this network namespace's interfaces, without ``ip``.
-
-    A missing file (no IPv6, /proc not mounted) gives no addresses of that family.
-    """
-    fib, _ = try_read("/proc/net/fib_trie", MAX_PROC)
-    inet6, _ = try_read("/proc/net/if_inet6", MAX_PROC)
-    return parse_fib_trie_local(fib or "") + parse_if_inet6(inet6 or "")
-
-
-def parse_hostname_file(text: str) -> str:
-    """The name in an ``/etc/hostname`` text: its first line that is not a comment."""
-    for line in text.splitlines():
-        name = line.strip()
-        if name and not name.startswith("#"):
-            return name
-    return ""
-
-
-def hostnames() -> list[str]:
-    """This host's names, lower case: ``gethostname()``, ``/etc/hostname``, their short forms.
-
-    Never a DNS lookup (``hostname -f`` may hang at start without a resolver);
-    names that are not valid DNS names are left out.
-    """
-    candidates = [socket.gethostname()]
-    text, _ = try_read("/etc/hostname", 65536)
-    if text:
-        candidates.append(parse_hostname_file(text))
-    found: list[str] = []
-    for candidate in candidates:
-        for name in (candidate, candidate.split(".", 1)[0]):
-            lowered = name.lower()
-            if dns_problem(lowered) is None and lowered not in found:
-                found.append(lowered)
-    return found
-
-
-# --- Directories opened without symlinks ------------------------------------------------
-
-
-def _failed(path: str, err: OSError) -> TLSError:
-    """An OSError on ``path`` as one line: what, the errno, and a hint when one helps."""
+def _failed(err: OSError) -> TLSError:
+    """An OSError or a refusal as one line: which file, why, and a hint when one helps."""
+    path = err.filename or "DOCKER_TLS_CERTDIR"
+    if isinstance(err, Refused):
+        if err.kind == SYMLINK:
+            return TLSError(
+                f"{path}: is a symlink; {_NO_SYMLINKS} (put the file itself there)",
+                code=errno.ELOOP,
+            )
+        if err.kind == TOO_LARGE:
+            return TLSError(f"{path}: larger than {MAX_PEM} bytes; not a PEM file")
+        if err.kind == LINKED:
+            return TLSError(
+                f"{path}: {err.reason}; dind changes no file that is also another one"
+                " (a hard link): put a file of its own there",
+                code=errno.EMLINK,
+            )
+        return TLSError(f"{path}: {err.reason.removeprefix('is ')}", code=err.errno)
     code = err.errno or errno.EIO
     name = errno.errorcode.get(code, str(code))
     hint = ""
@@ -362,194 +169,24 @@ def _failed(path: str, err: OSError) -> TLSError:
     return TLSError(f"{path}: {err.strerror or os.strerror(code)} [{name}]{hint}", code=code)
 
 
-def _symlink(path: str) -> TLSError:
-    return TLSError(
-        f"{path}: is a symlink; {_NO_SYMLINKS} (put the file itself there)", code=errno.ELOOP
-    )
+def _present(directory: Dir, name: str) -> bool:
+    """True when ``name`` is a non-empty regular file; an error when it is something else."""
+    st = directory.regular(name)
+    return st is not None and st.st_size > 0
 
 
-class _Dir:
-    """A directory held by an ``O_PATH`` descriptor; every operation is relative to it."""
+def _read(directory: Dir, name: str) -> bytes:
+    data = directory.read(name, MAX_PEM)
+    if data is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), directory.where(name))
+    return data
 
-    __slots__ = ("fd", "path")
 
-    def __init__(self, fd: int, path: str) -> None:
-        self.fd = fd
-        self.path = path
-
-    def where(self, name: str) -> str:
-        return f"{self.path.rstrip('/')}/{name}"
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-    def lstat(self, name: str) -> os.stat_result | None:
-        try:
-            return os.stat(name, dir_fd=self.fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            raise _failed(self.where(name), err) from None
-
-    def present(self, name: str) -> bool:
-        """True when ``name`` is a non-empty regular file; an error when it is not a file."""
-        st = self.lstat(name)
-        if st is None:
-            return False
-        if stat.S_ISLNK(st.st_mode):
-            raise _symlink(self.where(name))
-        if not stat.S_ISREG(st.st_mode):
-            raise TLSError(f"{self.where(name)}: not a regular file")
-        return st.st_size > 0
-
-    def subdir(self, name: str, *, create: bool) -> _Dir | None:
-        """The directory ``name`` (made with mode 0755 when missing and ``create``)."""
-        st = self.lstat(name)
-        made = False
-        if st is None:
-            if not create:
-                return None
-            try:
-                os.mkdir(name, DIR_MODE, dir_fd=self.fd)
-                made = True
-            except FileExistsError:
-                pass  # made meanwhile: opened below like any other
-            except OSError as err:
-                raise _failed(self.where(name), err) from None
-        elif stat.S_ISLNK(st.st_mode):
-            raise _symlink(self.where(name))
-        elif not stat.S_ISDIR(st.st_mode):
-            raise TLSError(f"{self.where(name)}: not a directory")
-        try:
-            fd = os.open(name, os.O_PATH | os.O_DIRECTORY | _NOFOLLOW, dir_fd=self.fd)
-        except OSError as err:
-            if err.errno in (errno.ELOOP, errno.ENOTDIR) and self.lstat(name) is not None:
-                raise _symlink(self.where(name)) from None
-            raise _failed(self.where(name), err) from None
-        child = _Dir(fd, self.where(name))
-        if made:
-            try:
-                child.chmod_self(DIR_MODE)
-            except BaseException:
-                child.close()
-                raise
-        return child
-
-    def _open_self(self) -> int:
-        """A readable descriptor of this directory (``O_PATH`` allows no fsync, flock, listing)."""
-        try:
-            return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
-        except OSError as err:
-            raise _failed(self.path, err) from None
-
-    def chmod_self(self, mode: int) -> None:
-        """Exactly ``mode``, whatever the umask."""
-        fd = self._open_self()
-        try:
-            os.fchmod(fd, mode)
-        except OSError as err:
-            raise _failed(self.path, err) from None
-        finally:
-            os.close(fd)
-
-    def read(self, name: str) -> bytes:
-        """The bytes of regular file ``name``: never through a symlink, never blocking, bounded."""
-        where = self.where(name)
-        try:
-            fd = os.open(
-                name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | _NOFOLLOW, dir_fd=self.fd
-            )
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise _symlink(where) from None
-            raise _failed(where, err) from None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise TLSError(f"{where}: not a regular file")
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := os.read(fd, 65536):
-                size += len(chunk)
-                if size > MAX_PEM:
-                    raise TLSError(f"{where}: larger than {MAX_PEM} bytes; not a PEM file")
-                chunks.append(chunk)
-            return b"".join(chunks)
-        except OSError as err:
-            raise _failed(where, err) from None
-        finally:
-            os.close(fd)
-
-    def set_mode(self, name: str, mode: int) -> None:
-        """chmod of regular file ``name``, through a descriptor opened without following."""
-        where = self.where(name)
-        try:
-            fd = os.open(
-                name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | _NOFOLLOW, dir_fd=self.fd
-            )
-        except OSError as err:
-            raise (_symlink(where) if err.errno == errno.ELOOP else _failed(where, err)) from None
-        try:
-            st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
-                os.fchmod(fd, mode)
-        except OSError as err:
-            raise _failed(where, err) from None
-        finally:
-            os.close(fd)
-
-    def stage(self, name: str, data: bytes, mode: int) -> str:
-        """``data`` written and fsynced under a new temporary name; that name."""
-        temp = f".{name}.dind-{os.getpid()}-{os.urandom(8).hex()}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
-        try:
-            fd = os.open(temp, flags, mode, dir_fd=self.fd)
-        except OSError as err:
-            raise _failed(self.where(name), err) from None
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except OSError as err:
-            self.discard(temp)
-            raise _failed(self.where(name), err) from None
-        finally:
-            os.close(fd)
-        return temp
-
-    def commit(self, temp: str, name: str) -> None:
-        try:
-            os.rename(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-        except OSError as err:
-            raise _failed(self.where(name), err) from None
-
-    def discard(self, temp: str) -> None:
-        """Best effort: a temporary file left behind is removed by the next run."""
-        with contextlib.suppress(OSError):
-            os.unlink(temp, dir_fd=self.fd)
-
-    def sync(self) -> None:
-        fd = self._open_self()
-        try:
-            os.fsync(fd)
-        except OSError as err:
-            raise _failed(self.path, err) from None
-        finally:
-            os.close(fd)
-
-    def sweep(self) -> None:
-        """Remove stale temporary files of dind's pattern (unlink drops a link, not its target)."""
-        fd = self._open_self()
-        try:
-            names = os.listdir(fd)
-        except OSError as err:
-            raise _failed(self.path, err) from None
-        finally:
-            os.close(fd)
-        for name in names:
-            if _TEMP.match(name):
-                self.discard(name)
+def _sweep(directory: Dir) -> None:
+    """Remove stale temporary files of dind's pattern (unlink drops a link, not its target)."""
+    for name in directory.names():
+        if _TEMP.match(name):
+            directory.discard(name)
 
 
 def _absolute(certdir: str) -> str:
@@ -560,47 +197,27 @@ def _absolute(certdir: str) -> str:
     return os.path.abspath(certdir)
 
 
-def _open_certdir(path: str, *, create: bool) -> _Dir | None:
+def _open_certdir(path: str, *, create: bool) -> Dir | None:
     """DIR opened without symlinks; made (0755, parents too) when missing and ``create``.
 
     None when it is missing and not ``create``.
     """
     try:
-        return _Dir(open_path(path, os.O_PATH | os.O_DIRECTORY), path)
-    except OSError as err:
-        if err.errno != errno.ENOENT:
-            raise _failed(path, err) from None
-        if not create:
-            return None
-    parts = [p for p in path.split("/") if p]
-    missing: list[str] = []
-    while True:
-        missing.append(parts.pop())
-        parent = "/" + "/".join(parts)
-        try:
-            current = _Dir(open_path(parent, os.O_PATH | os.O_DIRECTORY), parent)
-            break
-        except OSError as err:
-            if err.errno != errno.ENOENT or not parts:
-                raise _failed(parent, err) from None
-    for name in reversed(missing):
-        try:
-            child = current.subdir(name, create=True)
-        finally:
-            current.close()
-        assert child is not None
-        current = child
-    return current
+        return Dir.open(path, create=create, mode=DIR_MODE)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
 
 
-def _lock(root: _Dir) -> int:
+def _lock(root: Dir) -> int:
     """flock(LOCK_EX) on DIR, waiting at most LOCK_WAIT; released when the fd closes.
 
     A filesystem without locks (ENOLCK, some network mounts) goes on unlocked.
     """
     import fcntl
 
-    fd = root._open_self()
+    fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root.fd)
     deadline = time.monotonic() + LOCK_WAIT
     while True:
         try:
@@ -618,26 +235,24 @@ def _lock(root: _Dir) -> int:
             if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
                 return fd
             os.close(fd)
-            raise _failed(root.path, err) from None
+            raise _failed(OSError(err.errno, err.strerror, root.path)) from None
         else:
             return fd
 
 
-def _inventory(root: _Dir) -> dict[str, set[str]]:
+def _inventory(root: Dir) -> dict[str, set[str]]:
     """The non-empty files of the layout, by directory; an error for a symlink or a non-file."""
     have: dict[str, set[str]] = {}
     for sub, files in LAYOUT:
-        directory = root.subdir(sub, create=False)
+        directory = root.subdir(sub)
         have[sub] = set()
         if directory is not None:
-            try:
-                have[sub] = {name for name in files if directory.present(name)}
-            finally:
-                directory.close()
+            with directory:
+                have[sub] = {name for name in files if _present(directory, name)}
     return have
 
 
-def _state(root: _Dir, have: dict[str, set[str]]) -> str:
+def _state(root: Dir, have: dict[str, set[str]]) -> str:
     if "key.pem" in have["ca"]:
         return MANAGED
     if have["server"] == set(SERVER_FILES):
@@ -678,13 +293,14 @@ def layout_state(certdir: str) -> str:
     (that needs ``cryptography``; ``make_certificates`` does it).
     """
     path = _absolute(certdir)
-    root = _open_certdir(path, create=False)
-    if root is None:
-        return NEW
     try:
-        return _state(root, _inventory(root))
-    finally:
-        root.close()
+        root = _open_certdir(path, create=False)
+        if root is None:
+            return NEW
+        with root:
+            return _state(root, _inventory(root))
+    except OSError as err:
+        raise _failed(err) from None
 
 
 # --- Keys and certificates (cryptography, imported only here) ---------------------------
@@ -760,7 +376,7 @@ def _general_names(sans: list[str]) -> list[x509.GeneralName]:
 
     names: list[x509.GeneralName] = []
     for word in sans:
-        kind, _, value = _san(word, "server SANs").partition(":")
+        kind, _, value = one_san(word, "server SANs").partition(":")
         if kind == "IP":
             names.append(x509.IPAddress(ipaddress.ip_address(value)))
         else:
@@ -854,20 +470,20 @@ def make_certificates(
             " install it (pip install 'cryptography>=42') or unset DOCKER_TLS_CERTDIR"
         ) from None
     names = _general_names(sans)
-    root = _open_certdir(path, create=True)
-    assert root is not None
-    lock = -1
     try:
-        lock = _lock(root)
-        have = _inventory(root)
-        state = _state(root, have)
-        if state == USER_CA:
-            return _use_user_ca(root, when)
-        return _manage(root, have, sans, names, when)
-    finally:
-        if lock >= 0:
-            os.close(lock)
-        root.close()
+        root = _open_certdir(path, create=True)
+        assert root is not None
+        with root:
+            lock = _lock(root)
+            try:
+                have = _inventory(root)
+                if _state(root, have) == USER_CA:
+                    return _use_user_ca(root, when)
+                return _manage(root, have, sans, names, when)
+            finally:
+                os.close(lock)
+    except OSError as err:
+        raise _failed(err) from None
 
 
 def _aware(when: datetime.datetime) -> datetime.datetime:
@@ -878,7 +494,7 @@ def _aware(when: datetime.datetime) -> datetime.datetime:
 
 
 def _manage(
-    root: _Dir,
+    root: Dir,
     have: dict[str, set[str]],
     sans: list[str],
     names: list[x509.GeneralName],
@@ -887,20 +503,22 @@ def _manage(
     """New or managed layout: keys loaded or made, everything signed, then staged and renamed."""
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    dirs: dict[str, _Dir] = {}
+    dirs: dict[str, Dir] = {}
     try:
         for sub, _ in LAYOUT:
-            made = root.subdir(sub, create=True)
+            made = root.subdir(sub, create=True, mode=DIR_MODE)
             assert made is not None
             dirs[sub] = made
-            made.sweep()
+            _sweep(made)
         ca, server, client = dirs["ca"], dirs["server"], dirs["client"]
         keys: dict[str, SigningKey] = {}
         new: dict[str, bool] = {}
         for sub, directory in dirs.items():
             new[sub] = "key.pem" not in have[sub]
             where = directory.where("key.pem")
-            keys[sub] = _new_key() if new[sub] else _load_key(directory.read("key.pem"), where)
+            keys[sub] = _new_key() if new[sub] else _load_key(_read(directory, "key.pem"), where)
+        if not new["client"]:
+            _own_file(client, "key.pem")  # before anything is written: its mode will change
         ca_pem = _pem(_certificate(CN_CA, keys["ca"], keys["ca"], when, None, []))
         server_auth, client_auth = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
         server_pem = _pem(
@@ -910,7 +528,7 @@ def _manage(
             _certificate(CN_CLIENT, keys["client"], keys["ca"], when, client_auth, [])
         )
 
-        writes: list[tuple[_Dir, str, bytes, int]] = []
+        writes: list[tuple[Dir, str, bytes, int]] = []
         if new["ca"]:
             writes.append((ca, "key.pem", _key_pem(keys["ca"]), KEY_MODE))
         writes.append((ca, "cert.pem", ca_pem, CERT_MODE))
@@ -924,7 +542,7 @@ def _manage(
                 writes.append((directory, "key.pem", _key_pem(keys[sub]), key_mode))
         _write_all(writes)
         if not new["client"]:
-            client.set_mode("key.pem", CLIENT_KEY_MODE)  # docker:dind's chmod at every start
+            client.chmod("key.pem", CLIENT_KEY_MODE)  # docker:dind's chmod at every start
     finally:
         for directory in dirs.values():
             directory.close()
@@ -932,18 +550,26 @@ def _manage(
     return f"{root.path}: {_keys_phrase(new)}; {certificates}"
 
 
-def _write_all(writes: list[tuple[_Dir, str, bytes, int]]) -> None:
+def _own_file(directory: Dir, name: str) -> None:
+    """``name`` is a file of its own: a hard link to a file elsewhere is refused (a mode
+    meant for it would reach the other file)."""
+    fd = directory.open_file(name, single_link=True)
+    if fd is not None:
+        os.close(fd)
+
+
+def _write_all(writes: list[tuple[Dir, str, bytes, int]]) -> None:
     """Stage every file, then rename them in list order, fsyncing each directory after its turn."""
-    staged: list[tuple[_Dir, str, str]] = []
+    staged: list[tuple[Dir, str, str]] = []
     try:
         for directory, name, data, mode in writes:
             staged.append((directory, directory.stage(name, data, mode), name))
         while staged:
             directory, temp, name = staged[0]
-            directory.commit(temp, name)
+            directory.rename(temp, directory, name)
             staged.pop(0)
             if not staged or staged[0][0] is not directory:
-                directory.sync()
+                directory.fsync()
     finally:
         for directory, temp, _ in staged:
             directory.discard(temp)
@@ -968,16 +594,16 @@ def _enumerate(words: list[str]) -> str:
 # --- A user-managed CA: verified, never written -----------------------------------------
 
 
-def _use_user_ca(root: _Dir, when: datetime.datetime) -> str:
+def _use_user_ca(root: Dir, when: datetime.datetime) -> str:
     from cryptography import x509
 
-    server = root.subdir("server", create=False)
+    server = root.subdir("server")
     assert server is not None
     try:
         ca_where, cert_where, key_where = (server.where(name) for name in SERVER_FILES)
-        anchors = _load_certificates(server.read("ca.pem"), ca_where)
-        chain = _load_certificates(server.read("cert.pem"), cert_where)
-        key = _load_key(server.read("key.pem"), key_where)
+        anchors = _load_certificates(_read(server, "ca.pem"), ca_where)
+        chain = _load_certificates(_read(server, "cert.pem"), cert_where)
+        key = _load_key(_read(server, "key.pem"), key_where)
     finally:
         server.close()
     leaf = chain[0]

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from dind.daemon import tls
+from dind.daemon import addresses, tls
 from dind.errors import UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -279,7 +279,7 @@ def victim(tmp_path: Path) -> Path:
 def test_parse_sans_prefixes_bare_words_and_normalisation() -> None:
     text = "IP:10.0.0.1 DNS:Example.COM bare.example 192.0.2.9  2001:DB8:0::1,ip:::1"
     text += " *.svc.local my_svc"
-    assert tls.parse_sans(text) == [
+    assert addresses.parse_sans(text) == [
         "IP:10.0.0.1",
         "DNS:example.com",
         "DNS:bare.example",
@@ -289,9 +289,9 @@ def test_parse_sans_prefixes_bare_words_and_normalisation() -> None:
         "DNS:*.svc.local",
         "DNS:my_svc",
     ]
-    assert tls.parse_sans("") == []
-    assert tls.parse_sans(" \n\t") == []
-    assert tls.parse_sans("DNS:a.example dns:A.example") == ["DNS:a.example"]
+    assert addresses.parse_sans("") == []
+    assert addresses.parse_sans(" \n\t") == []
+    assert addresses.parse_sans("DNS:a.example dns:A.example") == ["DNS:a.example"]
 
 
 @pytest.mark.parametrize(
@@ -324,7 +324,7 @@ def test_parse_sans_prefixes_bare_words_and_normalisation() -> None:
 )
 def test_parse_sans_refuses_garbage_in_one_line(text: str, reason: str) -> None:
     with pytest.raises(UsageError) as caught:
-        tls.parse_sans(text)
+        addresses.parse_sans(text)
     message = one_line(caught.value)
     assert message.startswith("DOCKER_TLS_SAN: ")
     assert reason in message
@@ -332,14 +332,14 @@ def test_parse_sans_refuses_garbage_in_one_line(text: str, reason: str) -> None:
 
 def test_parse_sans_names_its_origin() -> None:
     with pytest.raises(UsageError, match=r"^--tls-san: 'IP:300\.0\.0\.1': "):
-        tls.parse_sans("IP:300.0.0.1", origin="--tls-san")
+        addresses.parse_sans("IP:300.0.0.1", origin="--tls-san")
 
 
 def test_server_sans_sorted_unique_with_docker_and_localhost() -> None:
-    sans = tls.server_sans(
+    sans = addresses.server_sans(
         ["127.0.0.1", "::1", "172.17.0.2", "fe80::42:acff:fe11:2", "172.17.0.2"],
         ["d1ce", "d1ce", "Bad Host", "HOST.example"],
-        tls.parse_sans("IP:10.0.0.1 DNS:docker gitlab.example"),
+        addresses.parse_sans("IP:10.0.0.1 DNS:docker gitlab.example"),
     )
     assert sans == [
         "DNS:d1ce",
@@ -353,7 +353,7 @@ def test_server_sans_sorted_unique_with_docker_and_localhost() -> None:
         "IP:::1",
         "IP:fe80::42:acff:fe11:2",
     ]
-    assert tls.server_sans([], [], []) == ["DNS:docker", "DNS:localhost"]
+    assert addresses.server_sans([], [], []) == ["DNS:docker", "DNS:localhost"]
 
 
 def test_server_paths() -> None:
@@ -379,15 +379,15 @@ def ip_o_addr(text: str) -> tuple[list[str], list[str]]:
 def test_parsers_agree_with_ip_addr_on_real_captures(capture: str) -> None:
     folder = FIXTURES / capture
     v4, v6 = ip_o_addr((folder / "ip-o-addr").read_text())
-    got4 = tls.parse_fib_trie_local((folder / "fib_trie").read_text())
-    got6 = tls.parse_if_inet6((folder / "if_inet6").read_text())
+    got4 = addresses.parse_fib_trie_local((folder / "fib_trie").read_text())
+    got6 = addresses.parse_if_inet6((folder / "if_inet6").read_text())
     assert sorted(got4) == sorted(v4)
     assert len(got4) == len(set(got4))
     assert sorted(got6) == sorted(v6)
 
 
 def test_netns_capture_has_secondary_slash32_and_down_interface() -> None:
-    got = tls.parse_fib_trie_local((FIXTURES / "netns-veth" / "fib_trie").read_text())
+    got = addresses.parse_fib_trie_local((FIXTURES / "netns-veth" / "fib_trie").read_text())
     assert got == ["10.1.1.1", "10.9.8.7", "10.9.8.8", "127.0.0.1", "203.0.113.5"]
 
 
@@ -399,9 +399,9 @@ def test_parse_if_inet6_skips_dad_failed_and_junk() -> None:
         "zz010db8000000000000000000000006 03 40 00 80       v0\n"
         "\n"
     )
-    assert tls.parse_if_inet6(text) == ["2001:db8::6"]
-    assert tls.parse_if_inet6("") == []
-    assert tls.parse_fib_trie_local("") == []
+    assert addresses.parse_if_inet6(text) == ["2001:db8::6"]
+    assert addresses.parse_if_inet6("") == []
+    assert addresses.parse_fib_trie_local("") == []
 
 
 def test_parse_fib_trie_ignores_networks_and_broadcasts() -> None:
@@ -417,7 +417,7 @@ def test_parse_fib_trie_ignores_networks_and_broadcasts() -> None:
         "     |-- 999.0.0.1\n"
         "        /32 host LOCAL\n"
     )
-    assert tls.parse_fib_trie_local(text) == ["10.0.0.5"]
+    assert addresses.parse_fib_trie_local(text) == ["10.0.0.5"]
 
 
 @root_only
@@ -428,7 +428,8 @@ def test_interface_addresses_live_in_a_throwaway_netns() -> None:
         "set -e; ip link set lo up; ip addr add 10.9.8.7/24 dev lo;"
         " ip addr add 203.0.113.5/32 dev lo; ip addr add 2001:db8::5/128 dev lo;"
         ' ip -o addr; echo ---; exec "$0" -c'
-        ' "import json; from dind.daemon import tls; print(json.dumps(tls.interface_addresses()))"'
+        ' "import json; from dind.daemon import addresses as a;'
+        ' print(json.dumps(a.interface_addresses()))"'
     )
     result = subprocess.run(
         ["unshare", "--net", "sh", "-c", script, sys.executable],
@@ -450,18 +451,18 @@ def test_interface_addresses_here_match_ip_addr() -> None:
         pytest.fail("needs ip (iproute2); .ci/run installs it")
     shown = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True)
     v4, v6 = ip_o_addr(shown.stdout)
-    assert sorted(tls.interface_addresses()) == sorted(v4 + v6)
+    assert sorted(addresses.interface_addresses()) == sorted(v4 + v6)
 
 
 def test_hostnames_without_dns() -> None:
-    names = tls.hostnames()
+    names = addresses.hostnames()
     own = socket.gethostname().lower()
-    assert own in names or tls.dns_problem(own) is not None
-    assert own.split(".")[0] in names or tls.dns_problem(own) is not None
+    assert own in names or addresses.dns_problem(own) is not None
+    assert own.split(".")[0] in names or addresses.dns_problem(own) is not None
     assert len(names) == len(set(names))
-    assert all(tls.dns_problem(name) is None for name in names)
-    assert tls.parse_hostname_file("# comment\n\n  box.example  \nother\n") == "box.example"
-    assert tls.parse_hostname_file("") == ""
+    assert all(addresses.dns_problem(name) is None for name in names)
+    assert addresses.parse_hostname_file("# comment\n\n  box.example  \nother\n") == "box.example"
+    assert addresses.parse_hostname_file("") == ""
 
 
 # --- A fresh layout, a restart -------------------------------------------------------------------

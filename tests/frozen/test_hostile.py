@@ -70,7 +70,9 @@ def test_planted_temporary_file_link_does_not_redirect_the_write(
     assert victim.read_bytes() == PRECIOUS
     for written in ("manifest.json", "repositories"):
         assert (out / written).is_file() and not (out / written).is_symlink()
-    assert not (out / name).is_symlink()
+    # staged under names of its own (dind.safepath): the planted one is never opened
+    assert (out / name).is_symlink() and (out / name).readlink() == victim
+    assert not list(out.glob(".*.dind-*.tmp"))
     check_layout(out)
 
 

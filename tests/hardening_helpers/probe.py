@@ -41,7 +41,7 @@ def _outcome(call: Callable[[], int]) -> str:
 
 def open_path(base: str) -> dict[str, object]:
     """Build ``base/<case>/a/b/c/d`` trees, each with one component a symlink, and open them."""
-    from dind import syscalls
+    from dind import safepath
 
     names = ["a", "b", "c", "d"]
     cases: dict[str, str] = {}
@@ -65,14 +65,14 @@ def open_path(base: str) -> dict[str, object]:
     directory = os.O_RDONLY | os.O_DIRECTORY
     for case, path in cases.items():
         results[case] = {
-            "open_path": _outcome(partial(syscalls.open_path, path)),
-            "open_path_dir": _outcome(partial(syscalls.open_path, path, directory)),
-            "walk": _outcome(partial(syscalls._walk, path, os.O_PATH)),
-            "walk_dir": _outcome(partial(syscalls._walk, path, directory)),
+            "open_path": _outcome(partial(safepath.open_path, path)),
+            "open_path_dir": _outcome(partial(safepath.open_path, path, directory)),
+            "walk": _outcome(partial(safepath.walk, path, os.O_PATH)),
+            "walk_dir": _outcome(partial(safepath.walk, path, directory)),
         }
-    openat2 = syscalls._openat2["usable"]
-    syscalls._openat2["usable"] = False  # what a kernel without openat2 makes it do
-    fallback = {case: _outcome(partial(syscalls.open_path, path)) for case, path in cases.items()}
+    openat2 = safepath._openat2["usable"]
+    safepath._openat2["usable"] = False  # what a kernel without openat2 makes it do
+    fallback = {case: _outcome(partial(safepath.open_path, path)) for case, path in cases.items()}
     return {"openat2": openat2, "results": results, "fallback": fallback}
 
 
