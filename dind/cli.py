@@ -55,7 +55,7 @@ Exit status:
   125                dind's own set-up failed, or its output could not be written
   126                COMMAND found but not executable
   127                COMMAND (or its interpreter) not found
-  128+N              a terminating signal N arrived during set-up
+  128+N              a terminating signal N arrived during set-up or --ready
 """
 
 

@@ -1,6 +1,45 @@
-"""Typed errors raised by the library; only ``dind.main`` turns them into exit codes."""
+"""Typed errors raised by the library; only ``dind.main`` turns them into exit codes.
+
+An error is one line on stderr whatever the value it quotes: ``shown`` and
+``printable`` escape control characters and undecodable bytes, and cut a hostile
+100 KB value to a few dozen characters saying how long it was; ``clipped`` cuts a
+library's reason at a word.
+"""
 
 from __future__ import annotations
+
+SHOWN = 120
+"""Characters of a value quoted in an error; the rest is counted, not echoed."""
+
+
+def control(char: str) -> bool:
+    """A control character: C0, DEL, C1, or a Unicode line or paragraph separator."""
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029)
+
+
+def printable(text: str, limit: int = SHOWN) -> str:
+    """``text`` on one line: characters that are not printable (newlines, escapes,
+    bytes that were not UTF-8) escaped as ``repr`` escapes them; cut after ``limit``."""
+    head = text if len(text) <= limit else text[:limit]
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in head)
+    return out if head is text else f"{out}... ({len(text)} characters)"
+
+
+def shown(value: str, limit: int = SHOWN) -> str:
+    """``value`` quoted for an error line (``'...'``), as ``printable`` makes it."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def clipped(reason: str, limit: int = SHOWN) -> str:
+    """The first line of a library's message, cut at a word when longer than ``limit``."""
+    line = printable(reason.splitlines()[0] if reason.strip() else reason, len(reason))
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0] if " " in line[:limit] else line[:limit]
+    return cut.rstrip(" ,;:") + "..."
 
 
 class DindError(Exception):
@@ -20,8 +59,8 @@ class ParseError(DindError):
         self.reason = reason
         self.text = text
         where = f"{source}:{lineno}" if lineno else source
-        shown = f": {text[:80]!r}" if text else ""
-        super().__init__(f"{where}: {reason}{shown}")
+        quoted = f": {shown(text, 80)}" if text else ""
+        super().__init__(f"{where}: {reason}{quoted}")
 
 
 class SetupError(DindError):

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 DEBUG = 10
 INFO = 20
+NOTICE = 25
+"""What dind decided for a daemon it starts: shown by default, not with -q (``dind.summary``)."""
 WARNING = 30
 ERROR = 40
 
@@ -28,7 +30,7 @@ _RESERVED = frozenset({
     "thread", "threadName",
 })  # fmt: skip
 
-_PREFIX = {DEBUG: "", INFO: "", WARNING: "warning: ", ERROR: "error: "}
+_PREFIX = {DEBUG: "", INFO: "", NOTICE: "", WARNING: "warning: ", ERROR: "error: "}
 
 
 def _emit(text: str) -> None:
@@ -52,7 +54,7 @@ class Log:
     fields as keys.
     """
 
-    def __init__(self, level: int = WARNING, fmt: str = "text", prefix: str = "dind") -> None:
+    def __init__(self, level: int = NOTICE, fmt: str = "text", prefix: str = "dind") -> None:
         self.level = level
         self.fmt = fmt
         self.prefix = prefix
@@ -66,6 +68,9 @@ class Log:
 
     def info(self, msg: str, **fields: object) -> None:
         self.log(INFO, msg, fields)
+
+    def notice(self, msg: str, **fields: object) -> None:
+        self.log(NOTICE, msg, fields)
 
     def warning(self, msg: str, **fields: object) -> None:
         self.log(WARNING, msg, fields)
@@ -103,6 +108,7 @@ class Log:
         from pythonjsonlogger.json import JsonFormatter
 
         logging.raiseExceptions = False  # a closed or full stderr must not print a traceback
+        logging.addLevelName(NOTICE, "NOTICE")
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
             JsonFormatter(

@@ -13,6 +13,10 @@ from dind.errors import CommandError, DindError, EarlyExit, SetupError, UsageErr
 from dind.log import DEBUG, Log
 from dind.settings import Settings, from_sources
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dind.plan import Plan
+
 USAGE = 2
 SETUP_FAILED = 125
 """dind's own failure: its set-up, or writing the plan or report it was asked for."""
@@ -105,8 +109,12 @@ def run(args: list[str], mask: set[int] | None = None) -> int:
         if settings.ready:
             from dind.daemon.ready import probe
 
-            status = probe(settings, log)
-            return interrupted(log, "--ready") or status
+            try:
+                signals.answer()  # a probe waits on the network and on others' files
+                return probe(settings, log)
+            except signals.Interrupted as stop:
+                log.error(f"{signals.name(stop.signum)} during --ready")
+                return 128 + stop.signum
         if settings.check:
             from dind.check import check
 
@@ -142,7 +150,7 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
     """Serialise with other dind runs, plan, apply, then exec or supervise the command."""
     from dind import detect
     from dind.facts import from_evidence
-    from dind.plan import make_plan, render
+    from dind.plan import make_plan
     from dind.syscalls import lock
 
     # Two dind runs at once (an entrypoint and a `docker exec dind ...`) would both
@@ -159,14 +167,7 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
         evidence.daemon = read_daemon(settings)
     plan = make_plan(from_evidence(evidence, settings), settings)
     if settings.dry_run:
-        for step, warning in plan.warnings:
-            log.warning(warning, step=step)
-        refused = plan.refused
-        if refused is not None:
-            log.warning(f"a real run would refuse: {refused.note}", step=refused.step)
-        if not write_out(render(plan, settings.log_format), log):
-            return SETUP_FAILED
-        return interrupted(log, "--dry-run") or 0
+        return dry_run(plan, settings, log)
 
     # Load all that the rest of the run needs before mounting anything: the tmpfs
     # on /tmp (or any mount) may cover the directory dind was imported from.
@@ -181,6 +182,11 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
         from dind.daemon.supervise import run_with_dockerd
 
         preload()
+    decided: dict[str, str] = {}
+    if settings.daemon_mode:
+        from dind.summary import decisions, line
+
+        decided = decisions(plan)
     for action in plan.actions:
         action.prepare()
     log.prepare()
@@ -190,9 +196,10 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
         raise SetupError(refused.note, step=refused.step)
     apply(plan, LinuxKernel(), log, settings.strict)
     os.close(guard)
-    stopped = interrupted(log)
-    if stopped is not None:
+    if (stopped := interrupted(log)) is not None:
         return stopped
+    if decided:  # what dind decided for the daemon, before it starts (dind.summary)
+        log.notice(line(decided), event="decisions", **decided)
     if plan.dockerd_path and not settings.with_dockerd:
         os.environ["PATH"] = ":".join([*plan.dockerd_path, os.environ.get("PATH", "")])
     if settings.with_dockerd:
@@ -206,6 +213,20 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
     log.flush()
     _flush_stdout()
     os._exit(status)  # no interpreter teardown: 20-30 ms less `docker stop` latency
+
+
+def dry_run(plan: Plan, settings: Settings, log: Log) -> int:
+    """``--dry-run``: the plan on stdout, its warnings (and a refusal to come) on stderr."""
+    from dind.plan import render
+
+    for step, warning in plan.warnings:
+        log.warning(warning, step=step)
+    refused = plan.refused
+    if refused is not None:
+        log.warning(f"a real run would refuse: {refused.note}", step=refused.step)
+    if not write_out(render(plan, settings.log_format), log):
+        return SETUP_FAILED
+    return interrupted(log, "--dry-run") or 0
 
 
 def _flush_stdout() -> None:

@@ -27,7 +27,7 @@ class Plan(Record):
     ``dockerd_path`` first on its PATH.
     """
 
-    __slots__ = ("actions", "command", "dockerd", "dockerd_path", "warnings")
+    __slots__ = ("actions", "command", "decided", "dockerd", "dockerd_path", "warnings")
 
     def __init__(
         self,
@@ -42,6 +42,9 @@ class Plan(Record):
         self.command = command or []
         self.dockerd = dockerd
         self.dockerd_path = dockerd_path or []
+        self.decided: dict[str, str] = {}
+        """Decisions for the start-up summary beyond the daemon steps' own (``dind.summary``):
+        a JSON field name and its few words, e.g. the privilege level."""
 
     @property
     def refused(self) -> Action | None:

@@ -7,7 +7,7 @@ The path field is only carried along: it may hold any bytes a cgroup name may.
 
 from __future__ import annotations
 
-from dind.errors import ParseError
+from dind.errors import ParseError, shown
 from dind.paths import PROC_1_CGROUP
 from dind.procfile import lines
 from dind.record import Record
@@ -64,14 +64,14 @@ def _check_item(item: str) -> str | None:
         if len(value) > MAX_NAME:
             return f"name= value longer than {MAX_NAME} characters"
         if value in (".", ".."):
-            return f"name= value {value!r} would name a directory outside the cgroup root"
+            return f"name= value {shown(value)} would name a directory outside the cgroup root"
         if not _NAME_CHARS.issuperset(value):
-            return f"name= value {value!r} is not [A-Za-z0-9_.-]+"
+            return f"name= value {shown(value)} is not [A-Za-z0-9_.-]+"
         return None
     if len(item) > MAX_NAME:
         return f"controller name longer than {MAX_NAME} characters"
     if not _CONTROLLER_CHARS.issuperset(item):
-        return f"controller name {item!r} is not [A-Za-z0-9_]+"
+        return f"controller name {shown(item)} is not [A-Za-z0-9_]+"
     return None
 
 
@@ -119,7 +119,7 @@ def parse(text: str, source: str = PROC_1_CGROUP) -> list[Hierarchy]:
                 raise ParseError(source, lineno, problem, line)
             if item in seen_items:
                 raise ParseError(
-                    source, lineno, f"{item!r} already listed on line {seen_items[item]}", line
+                    source, lineno, f"{shown(item)} already listed on line {seen_items[item]}", line
                 )
             seen_items[item] = lineno
             if item.startswith("name="):

@@ -11,8 +11,8 @@ import os
 import posixpath
 
 from dind import paths, steps
-from dind.errors import UsageError
-from dind.log import ERROR, FORMATS, INFO, WARNING
+from dind.errors import UsageError, shown
+from dind.log import ERROR, FORMATS, INFO, NOTICE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class Settings:
         proc_cgroup: str = paths.PROC_1_CGROUP,
         mountinfo: str = paths.MOUNTINFO,
         log_format: str = "text",
-        log_level: int = WARNING,
+        log_level: int = NOTICE,
         init: bool | None = None,
         init_group: bool = False,
         check: bool = False,
@@ -153,7 +153,7 @@ def parse_bool(name: str, value: str) -> bool:
         return True
     if v in _FALSE:
         return False
-    raise UsageError(f"{name}={value!r}: expected one of 1/0, true/false, yes/no, on/off")
+    raise UsageError(f"{name}={shown(value)}: expected one of 1/0, true/false, yes/no, on/off")
 
 
 def parse_skip(values: list[str], origin: str) -> frozenset[str]:
@@ -166,7 +166,7 @@ def parse_skip(values: list[str], origin: str) -> frozenset[str]:
                 continue
             if name not in steps.STEPS:
                 raise UsageError(
-                    f"{origin}: unknown step {name!r} (steps: {', '.join(steps.STEPS)})"
+                    f"{origin}: unknown step {shown(name)} (steps: {', '.join(steps.STEPS)})"
                 )
             names.add(name)
     return frozenset(names)
@@ -179,9 +179,9 @@ def parse_cgroup_root(value: str, origin: str) -> str:
     refused when dind looks at it.
     """
     if not value.startswith("/") or "\0" in value:
-        raise UsageError(f"{origin}: {value!r} is not an absolute path")
+        raise UsageError(f"{origin}: {shown(value)} is not an absolute path")
     if ".." in value.split("/"):
-        raise UsageError(f"{origin}: {value!r} has a '..' component")
+        raise UsageError(f"{origin}: {shown(value)} has a '..' component")
     path = "/" + posixpath.normpath(value).lstrip("/")
     if path == "/":
         raise UsageError(f"{origin}: the cgroup root cannot be /")
@@ -190,7 +190,7 @@ def parse_cgroup_root(value: str, origin: str) -> str:
 
 def parse_log_format(value: str, origin: str) -> str:
     if value not in FORMATS:
-        raise UsageError(f"{origin}: {value!r} is not one of {', '.join(FORMATS)}")
+        raise UsageError(f"{origin}: {shown(value)} is not one of {', '.join(FORMATS)}")
     return value
 
 
@@ -199,15 +199,15 @@ def parse_seconds(value: object, origin: str) -> float:
     try:
         seconds = float(str(value).strip())
     except ValueError:
-        raise UsageError(f"{origin}: {value!r} is not a number of seconds") from None
+        raise UsageError(f"{origin}: {shown(str(value))} is not a number of seconds") from None
     if not seconds >= 0 or seconds == float("inf"):
-        raise UsageError(f"{origin}: {value!r} is not a number of seconds >= 0")
+        raise UsageError(f"{origin}: {shown(str(value))} is not a number of seconds >= 0")
     return seconds
 
 
 def parse_iptables(value: str, origin: str) -> str:
     if value not in IPTABLES_CHOICES:
-        raise UsageError(f"{origin}={value!r}: expected one of {', '.join(IPTABLES_CHOICES)}")
+        raise UsageError(f"{origin}={shown(value)}: expected one of {', '.join(IPTABLES_CHOICES)}")
     return value
 
 
@@ -217,7 +217,7 @@ def parse_mtu(value: str, origin: str) -> str:
         return value
     if not value.isascii() or not value.isdigit() or not MTU_MIN <= int(value) <= MTU_MAX:
         raise UsageError(
-            f"{origin}={value!r}: expected auto, off or an MTU from {MTU_MIN} to {MTU_MAX}"
+            f"{origin}={shown(value)}: expected auto, off or an MTU from {MTU_MIN} to {MTU_MAX}"
         )
     return str(int(value))
 
@@ -230,7 +230,7 @@ def _log_level(options: dict[str, object]) -> int:
         raise UsageError("-v/--verbose and -q/--quiet cannot be combined")
     if verbose:
         return INFO - 10 * (verbose - 1)
-    return ERROR if quiet else WARNING
+    return ERROR if quiet else NOTICE
 
 
 def _daemon_variables(env: Mapping[str, str]) -> tuple[str, str, bool]:
@@ -249,7 +249,7 @@ def _certdir(env: Mapping[str, str]) -> str | None:
     """DOCKER_TLS_CERTDIR: unset (no TLS), empty (TLS off, docker:dind's opt-out), or a path."""
     value = env.get("DOCKER_TLS_CERTDIR")
     if value and ("\0" in value or ".." in value.split("/")):
-        raise UsageError(f"DOCKER_TLS_CERTDIR={value!r}: a path without '..' is expected")
+        raise UsageError(f"DOCKER_TLS_CERTDIR={shown(value)}: a path without '..' is expected")
     return value
 
 
@@ -311,7 +311,7 @@ def from_sources(
     log_value, origin = pick("dockerd_log", "DIND_DOCKERD_LOG")
     dockerd_log = paths.DOCKERD_LOG if log_value is None else str(log_value)
     if not dockerd_log.startswith("/"):
-        raise UsageError(f"{origin}: {dockerd_log!r} is not an absolute path")
+        raise UsageError(f"{origin}: {shown(dockerd_log)} is not an absolute path")
     extra = options.get("dockerd_arg") or ()
     assert isinstance(extra, tuple | list)
 

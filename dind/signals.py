@@ -3,8 +3,10 @@
 ``hold`` blocks SIGINT, SIGTERM, SIGHUP and SIGQUIT for the whole set-up (they
 stay pending); afterwards ``arrived`` says whether one came, and dind then exits
 128+N with one line instead of starting the command. ``wait`` sleeps while
-still answering them. ``_signal`` is the C module behind ``signal``; the wrapper
-would cost an ``enum`` import at every container start.
+still answering them. A probe that waits on the outside world (``--ready``: a
+network, a file someone else controls) must not hold them: ``answer`` makes each
+one interrupt whatever is waiting, as ``Interrupted``. ``_signal`` is the C module
+behind ``signal``; the wrapper would cost an ``enum`` import at every container start.
 """
 
 from __future__ import annotations
@@ -36,6 +38,30 @@ def release(old: set[int]) -> None:
     """
     _signal.signal(SIGINT, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
+
+
+class Interrupted(BaseException):
+    """A terminating signal arrived while dind was waiting on something outside itself.
+
+    A BaseException, like KeyboardInterrupt: no ``except Exception`` of a library
+    in between swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def answer() -> None:
+    """Stop holding the terminating signals: from now on each raises ``Interrupted``
+    (one already pending does so at once)."""
+    for signum in TERMINATING:
+        _signal.signal(signum, _interrupt)
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, TERMINATING)
 
 
 def wait(seconds: float) -> int | None:

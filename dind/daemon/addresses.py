@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import socket
 
-from dind.errors import UsageError
+from dind.errors import UsageError, shown
 from dind.procfile import try_read
 
 MAX_PROC = 8 << 20
@@ -64,13 +64,15 @@ def one_san(word: str, origin: str) -> str:
     """One word as a normalised ``IP:``/``DNS:`` SAN, or a UsageError."""
     bad = next((c for c in word if ord(c) < 32 or ord(c) == 127), None)
     if bad is not None:
-        raise UsageError(f"{origin}: {word!r}: control character {bad!r}")
+        raise UsageError(f"{origin}: {shown(word)}: control character {bad!r}")
     prefix, colon, value = word.partition(":")
     kind = prefix.upper() if colon else ""
     if kind == "IP":
         address = canonical_ip(value)
         if address is None:
-            raise UsageError(f"{origin}: {word!r}: {value!r} is not an IPv4 or IPv6 address")
+            raise UsageError(
+                f"{origin}: {shown(word)}: {shown(value)} is not an IPv4 or IPv6 address"
+            )
         return f"IP:{address}"
     if kind == "DNS":
         return f"DNS:{_dns(value, word, origin)}"
@@ -78,10 +80,11 @@ def one_san(word: str, origin: str) -> str:
     if address is not None:
         return f"IP:{address}"
     if all(label.isdigit() for label in word.split(".")):
-        raise UsageError(f"{origin}: {word!r}: not a valid IPv4 address")
+        raise UsageError(f"{origin}: {shown(word)}: not a valid IPv4 address")
     if colon:
         raise UsageError(
-            f"{origin}: {word!r}: not an IP address; the SAN prefixes accepted are IP: and DNS:"
+            f"{origin}: {shown(word)}: not an IP address;"
+            " the SAN prefixes accepted are IP: and DNS:"
         )
     return f"DNS:{_dns(word, word, origin)}"
 
@@ -99,7 +102,7 @@ def canonical_ip(text: str) -> str | None:
 def _dns(name: str, word: str, origin: str) -> str:
     problem = dns_problem(name)
     if problem is not None:
-        raise UsageError(f"{origin}: {word!r}: {problem}")
+        raise UsageError(f"{origin}: {shown(word)}: {problem}")
     return name.lower()
 
 
@@ -122,7 +125,7 @@ def dns_problem(name: str) -> str | None:
             continue
         if not _LABEL.match(label):
             return (
-                f"DNS label {label!r} is not 1 to 63 letters, digits, '-' or '_'"
+                f"DNS label {shown(label)} is not 1 to 63 letters, digits, '-' or '_'"
                 " (no '-' at either end)"
             )
     if labels[-1].isdigit():

@@ -27,12 +27,46 @@ PID_PATTERNS = ("docker", "containerd")
 PID_DEPTH = 3
 """/run/docker.pid, /run/docker/containerd/containerd.pid: dockerd's and its containerd's."""
 PROBE_TIMEOUT = 5.0
+_READ_NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+MAX_PIDFILE = 32
+"""A PID is at most 7 digits; a file longer than this is not a pid file."""
 
 
-def _pidfile(path: str) -> PidFile:
-    text, _ = try_read(path, 64)
-    word = (text or "").strip()
-    pid = int(word) if word.isascii() and word.isdigit() and 0 < int(word) < 1 << 22 else None
+def _pid(text: str | None) -> int | None:
+    """The PID a pid file holds, when it holds one and nothing else (a newline may end it)."""
+    word = (text or "").removesuffix("\n")
+    if word.isascii() and word.isdigit() and 0 < int(word) < 1 << 22:
+        return int(word)
+    return None
+
+
+def _pidfile(directory: int, name: str, path: str) -> PidFile | None:
+    """What ``name`` is in the directory ``directory`` (a descriptor), never followed;
+    None when there is nothing."""
+    try:
+        st = os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return PidFile(path, None, None, "other")
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(name, dir_fd=directory)
+        except OSError:
+            target = None
+        return PidFile(path, None, None, "symlink", target)
+    if not stat.S_ISREG(st.st_mode):
+        return PidFile(path, None, None, "other")
+    text = None
+    with contextlib.suppress(OSError):
+        fd = os.open(
+            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory
+        )
+        try:
+            text = os.read(fd, MAX_PIDFILE + 1).decode("ascii", "replace")
+        finally:
+            os.close(fd)
+    pid = _pid(text) if text is not None and len(text) <= MAX_PIDFILE else None
     comm = None
     if pid is not None and pid != os.getpid():
         comm_text, _ = try_read(f"/proc/{pid}/comm", 64)
@@ -41,7 +75,11 @@ def _pidfile(path: str) -> PidFile:
 
 
 def find_pidfiles(top: str, named: str | None) -> list[PidFile]:
-    """docker*.pid and containerd*.pid under ``top`` (and ``named``), without following symlinks."""
+    """docker*.pid and containerd*.pid under ``top`` (and ``named``), without following symlinks.
+
+    ``named`` (dockerd's ``--pidfile``) is looked at whatever it is called: its
+    directory's symlinks are resolved (``/var/run`` is one), the name itself never.
+    """
     found: list[PidFile] = []
     seen: set[str] = set()
 
@@ -52,27 +90,37 @@ def find_pidfiles(top: str, named: str | None) -> list[PidFile]:
             return
         try:
             with os.scandir(fd) as it:
-                entries = [
-                    (e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False))
-                    for e in it
-                ]
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+            for name, is_dir in sorted(entries):
+                path = f"{directory.rstrip('/')}/{name}"
+                if name.endswith(".pid") and name.startswith(PID_PATTERNS) and not is_dir:
+                    seen.add(path)
+                    pidfile = _pidfile(fd, name, path)
+                    if pidfile is not None:
+                        found.append(pidfile)
+                elif is_dir and depth < PID_DEPTH:
+                    walk(path, depth + 1)
         finally:
             os.close(fd)
-        for name, is_dir, is_file in sorted(entries):
-            path = f"{directory.rstrip('/')}/{name}"
-            if is_file and name.endswith(".pid") and name.startswith(PID_PATTERNS):
-                seen.add(path)
-                found.append(_pidfile(path))
-            elif is_dir and depth < PID_DEPTH:
-                walk(path, depth + 1)
 
     walk(top, 1)
-    if named and named not in seen:
+    if named:
+        head, _, name = os.path.abspath(named).rpartition("/")
+        if name in ("", ".", ".."):
+            return found
         try:
-            if stat.S_ISREG(os.lstat(named).st_mode):
-                found.append(_pidfile(named))
+            fd = os.open(head or "/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
-            pass
+            return found
+        try:
+            real = f"{os.readlink(f'/proc/self/fd/{fd}').rstrip('/')}/{name}"
+            pidfile = None if real in seen else _pidfile(fd, name, real)
+        except OSError:
+            pidfile = None
+        finally:
+            os.close(fd)
+        if pidfile is not None:
+            found.append(pidfile)
     return found
 
 

@@ -19,14 +19,28 @@ if TYPE_CHECKING:
 
 
 class PidFile(Record):
-    """A pid file found under /run: its PID (None if unreadable) and that process's name."""
+    """What stands where a pid file is (its directory's symlinks resolved, never its own).
 
-    __slots__ = ("comm", "path", "pid")
+    ``kind`` is ``file`` (a regular file: ``pid`` is its PID when the content is a
+    PID and nothing else, else None; ``comm`` that process's name, None when it is
+    gone), ``symlink`` (``target`` says where to) or ``other`` (a directory, a FIFO...).
+    """
 
-    def __init__(self, path: str, pid: int | None, comm: str | None) -> None:
+    __slots__ = ("comm", "kind", "path", "pid", "target")
+
+    def __init__(
+        self,
+        path: str,
+        pid: int | None,
+        comm: str | None,
+        kind: str = "file",
+        target: str | None = None,
+    ) -> None:
         self.path = path
         self.pid = pid
         self.comm = comm
+        self.kind = kind
+        self.target = target
 
     def owner(self) -> str:
         """The daemon that writes it: ``containerd`` for containerd*.pid, else ``dockerd``."""
@@ -99,7 +113,7 @@ class DaemonEvidence(Record):
         return {
             "config_text": self.config_text,
             "config_error": self.config_error,
-            "pidfiles": [[p.path, p.pid, p.comm] for p in self.pidfiles],
+            "pidfiles": [[p.path, p.pid, p.comm, p.kind, p.target] for p in self.pidfiles],
             "tls_state": self.tls_state,
             "addresses": self.addresses,
             "hostnames": self.hostnames,
@@ -123,7 +137,7 @@ class DaemonEvidence(Record):
         return cls(
             config_text=doc.get("config_text"),
             config_error=doc.get("config_error"),
-            pidfiles=[PidFile(str(p[0]), p[1], p[2]) for p in doc.get("pidfiles") or []],
+            pidfiles=[PidFile(str(p[0]), *p[1:5]) for p in doc.get("pidfiles") or []],
             tls_state=doc.get("tls_state"),
             addresses=list(doc.get("addresses") or []),
             hostnames=list(doc.get("hostnames") or []),

@@ -23,19 +23,40 @@ TLS_PORT = 2376
 PLAIN_PORT = 2375
 
 
-def _stale_pid(d: DaemonFacts) -> list[Action]:
+def _stale_pid(d: DaemonFacts) -> tuple[list[Action], list[str]]:
+    """Pid files of daemons that are gone go; what is not such a file stays, said aloud.
+
+    Only a regular file holding nothing but the PID of a process that is gone is
+    removed. A symlink where a pid file belongs goes too (the link, never its
+    target): dockerd would write its PID through it. Anything else (``--pidfile
+    /etc/shadow``, a directory) is left alone with a warning. Removal is unlinkat
+    in the directory that was looked at: whatever happens meanwhile, no other
+    directory's entry, and no file's content, can be touched.
+    """
     actions: list[Action] = []
+    warnings: list[str] = []
     for p in d.evidence.pidfiles:
-        if p.alive:
+        if p.kind == "symlink":
+            note = f"a symlink (to {p.target or 'unknown'}) where {p.owner()} writes its PID"
+            actions.append(RemoveFile(steps.STALE_PID, p.path, note=note + ": the link goes"))
+            warnings.append(f"{p.path} is {note}; removed, its target left alone")
+        elif p.kind != "file" or p.pid is None:
+            what = "not a regular file" if p.kind != "file" else "its content is not a PID alone"
+            note = (
+                f"not a pid file ({what}): left alone; {p.owner()} may refuse to start "
+                "or write its PID over it"
+            )
+            actions.append(Decision(steps.STALE_PID, f"remove {p.path}", "", CONFLICT, note))
+        elif p.alive:
             note = f"PID {p.pid} is {p.comm}, running"
             actions.append(Decision(steps.STALE_PID, f"keep {p.path}", "", SATISFIED, note))
         else:
-            why = "no PID in it" if p.pid is None else f"PID {p.pid} is not {p.owner()} running"
+            why = f"PID {p.pid} is not {p.owner()} running"
             actions.append(RemoveFile(steps.STALE_PID, p.path, note=why))
     if not actions:
         note = "no docker*.pid or containerd*.pid under /run"
         actions.append(Decision(steps.STALE_PID, "no stale pid file", "", SATISFIED, note))
-    return actions
+    return actions, warnings
 
 
 def _data_root(d: DaemonFacts, settings: Settings) -> Action:
@@ -101,7 +122,7 @@ def _iptables(d: DaemonFacts, settings: Settings) -> tuple[list[Action], list[st
     """The iptables step's actions, and its warnings (NAT missing: said before dockerd runs)."""
     if d.directives.value("iptables") == "false":
         note = "dockerd runs with --iptables=false"
-        return [Decision(steps.IPTABLES, "no iptables", "", SATISFIED, note)], []
+        return [Decision(steps.IPTABLES, "no iptables", "off", SATISFIED, note)], []
     backend, why = iptables.decide(settings.iptables, d.evidence.iptables, "DIND_IPTABLES")
     if backend is None:
         note = f"{why}: dockerd keeps the image's default iptables"
@@ -134,8 +155,8 @@ def _mtu(d: DaemonFacts, settings: Settings) -> tuple[Action, list[str]]:
     if settings.mtu == "off":
         return Decision(step, "MTU", "", SATISFIED, "DIND_MTU=off"), []
     if d.directives.given("mtu"):
-        note = f"dockerd's own --mtu {d.directives.value('mtu')}"
-        return Decision(step, "MTU", "", SATISFIED, note), []
+        given = str(d.directives.value("mtu"))
+        return Decision(step, "MTU", given, SATISFIED, f"dockerd's own --mtu {given}"), []
     if settings.mtu != "auto":
         value, why = int(settings.mtu), f"DIND_MTU={settings.mtu}"
     else:
@@ -188,7 +209,9 @@ def plan_daemon(facts: Facts, settings: Settings) -> DaemonPlan:
     warnings: list[tuple[str, str]] = []
     path: list[str] = []
     if steps.STALE_PID not in skip:
-        actions += _stale_pid(d)
+        stale, said = _stale_pid(d)
+        actions += stale
+        warnings += [(steps.STALE_PID, w) for w in said]
     if steps.DATA_ROOT not in skip:
         actions.append(_data_root(d, settings))
     tls_flags: list[str] = []

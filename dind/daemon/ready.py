@@ -6,6 +6,12 @@
 With ``--timeout S`` it retries until then; without, one attempt. Either way it
 never waits past its bound. ``--with-dockerd`` waits for its daemon with the same
 ``ping``.
+
+The certificate directory is often a volume that containers nobody vetted can
+write. The client files are read as the tls step reads its own (``dind.safepath``:
+regular files only, no symlink, opened non-blocking, bounded), then handed to
+OpenSSL from memory (a memfd), never by their path: a FIFO planted as ``ca.pem``
+is refused at once instead of hanging the health check.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import os
 import time
 
 from dind import paths, signals
-from dind.errors import UsageError
+from dind.errors import UsageError, clipped, control, printable, shown
+from dind.safepath import read_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Mapping
 
     from dind.log import Log
@@ -29,6 +37,8 @@ INTERVAL = 0.05
 DEFAULT_PORT = 2375
 DEFAULT_TLS_PORT = 2376
 """The docker client's ports for a tcp:// DOCKER_HOST without one (plain, TLS)."""
+MAX_PEM = 1 << 20
+"""Largest certificate or key file read (as the tls step's)."""
 READY = 0
 NOT_READY = 1
 
@@ -51,28 +61,35 @@ class Endpoint:
         self.cert = cert
 
     def __str__(self) -> str:
-        return f"unix://{self.socket}" if self.socket else self.base
+        return printable(f"unix://{self.socket}" if self.socket else self.base)
 
 
 def endpoint(environ: Mapping[str, str]) -> Endpoint:
-    """The daemon a docker client would talk to, from DOCKER_HOST and the TLS variables."""
+    """The daemon a docker client would talk to, from DOCKER_HOST and the TLS variables.
+
+    The value checked is the value used: a control character anywhere is refused
+    here, not met later by the URL parser or the socket layer.
+    """
     host = environ.get("DOCKER_HOST") or paths.DOCKER_SOCKET
+    bad = next((c for c in host if control(c)), None)
+    if bad is not None:
+        raise UsageError(f"DOCKER_HOST={shown(host)}: control character {bad!r}")
     scheme, sep, rest = host.partition("://")
     if (scheme, sep) == ("unix", "://"):
         if not rest:
-            raise UsageError(f"DOCKER_HOST={host!r}: no socket path")
+            raise UsageError(f"DOCKER_HOST={shown(host)}: no socket path")
         return Endpoint("http://docker", socket=rest)
     if (scheme, sep) != ("tcp", "://"):
-        raise UsageError(f"DOCKER_HOST={host!r}: --ready speaks to unix:// and tcp:// daemons")
+        raise UsageError(f"DOCKER_HOST={shown(host)}: --ready speaks to unix:// and tcp:// daemons")
     verify = environ.get("DOCKER_TLS_VERIFY")
     tls = bool(verify or environ.get("DOCKER_TLS"))
     address = _address(host, rest.rstrip("/"), DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
-    certs = environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+    certs = os.path.abspath(environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker"))
     cert = (f"{certs}/cert.pem", f"{certs}/key.pem")
     if verify:
         return Endpoint(f"https://{address}", verify=f"{certs}/ca.pem", cert=cert)
     if tls:
-        return Endpoint(f"https://{address}", cert=cert if os.path.exists(cert[0]) else None)
+        return Endpoint(f"https://{address}", cert=cert if os.path.lexists(cert[0]) else None)
     return Endpoint(f"http://{address}")
 
 
@@ -84,14 +101,16 @@ def _address(host: str, netloc: str, default_port: int) -> str:
         parts = urlsplit(f"//{netloc}")
         port = parts.port
     except ValueError as err:
-        raise UsageError(f"DOCKER_HOST={host!r}: not HOST[:PORT] ({err})") from None
+        raise UsageError(
+            f"DOCKER_HOST={shown(host)}: not HOST[:PORT] ({clipped(str(err))})"
+        ) from None
     if not parts.hostname or parts.path or parts.username is not None:
-        raise UsageError(f"DOCKER_HOST={host!r}: not HOST[:PORT]")
+        raise UsageError(f"DOCKER_HOST={shown(host)}: not HOST[:PORT]")
     from dind.daemon.addresses import canonical_ip, dns_problem
 
     problem = None if canonical_ip(parts.hostname) else dns_problem(parts.hostname)
     if problem is not None:
-        raise UsageError(f"DOCKER_HOST={host!r}: not HOST[:PORT] ({problem})")
+        raise UsageError(f"DOCKER_HOST={shown(host)}: not HOST[:PORT] ({problem})")
     return netloc if port is not None else f"{netloc}:{default_port}"
 
 
@@ -105,35 +124,61 @@ def preload() -> None:
     ping(Endpoint("http://docker", socket="/nonexistent/dind-preload.sock"), 0.1)
 
 
+def _pem(path: str) -> bytes:
+    """A certificate or key file, read as the tls step reads its own (never blocking)."""
+    return read_file(path, MAX_PEM)
+
+
+def _load_cert_chain(context: ssl.SSLContext, cert: str, key: str) -> None:
+    """``load_cert_chain`` from the bytes read, through a memfd: OpenSSL opens only a
+    file dind made, never a path someone else may have turned into a FIFO."""
+    fd = os.memfd_create("dind-client-cert", os.MFD_CLOEXEC)
+    try:
+        data = memoryview(_pem(cert) + b"\n" + _pem(key))
+        while data:
+            data = data[os.write(fd, data) :]
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def _tls_context(target: Endpoint) -> ssl.SSLContext | bool:
+    import ssl
+
+    if isinstance(target.verify, str):
+        context = ssl.create_default_context(cadata=_pem(target.verify).decode("ascii"))
+        context.check_hostname = False  # docker clients pin the CA, as docker:dind's certs expect
+    elif target.cert is not None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        return False
+    if target.cert is not None:
+        _load_cert_chain(context, *target.cert)
+    return context
+
+
 def ping(target: Endpoint, timeout: float) -> str | None:
     """None when ``GET /_ping`` answers ``OK`` within ``timeout``; else why not, in words."""
     import ssl
 
     import httpx
 
-    verify: ssl.SSLContext | bool = False
     try:
-        if isinstance(target.verify, str):
-            verify = ssl.create_default_context(cafile=target.verify)
-            verify.check_hostname = (
-                False  # docker clients pin the CA, as docker:dind's certs expect
-            )
-        elif target.cert is not None:
-            verify = ssl.create_default_context()
-            verify.check_hostname = False
-            verify.verify_mode = ssl.CERT_NONE
-        if target.cert is not None and isinstance(verify, ssl.SSLContext):
-            verify.load_cert_chain(*target.cert)
-    except (OSError, ssl.SSLError) as err:
-        return f"TLS files: {err}"
+        verify = _tls_context(target)
+    except (OSError, ValueError, ssl.SSLError) as err:
+        where = getattr(err, "filename", None)
+        what = f"{printable(where)}: " if where else ""
+        return f"TLS files: {what}{clipped(getattr(err, 'reason', None) or str(err))}"
     transport = httpx.HTTPTransport(uds=target.socket, verify=verify)
     try:
         with httpx.Client(transport=transport, timeout=timeout, verify=verify) as client:
             response = client.get(f"{target.base}/_ping")
     except httpx.HTTPError as err:
-        return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        return f"{type(err).__name__}: {clipped(str(err))}" if str(err) else type(err).__name__
     if response.status_code != 200 or response.text.strip() != "OK":
-        return f"HTTP {response.status_code}: {response.text.strip()[:80]!r}"
+        return f"HTTP {response.status_code}: {shown(response.text.strip(), 80)}"
     return None
 
 

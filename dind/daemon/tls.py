@@ -68,7 +68,7 @@ import time
 
 from dind import steps
 from dind.daemon.addresses import one_san
-from dind.errors import SetupError
+from dind.errors import SetupError, clipped, shown
 from dind.safepath import LINKED, SYMLINK, TOO_LARGE, Dir, Refused, first_symlink
 
 TYPE_CHECKING = False
@@ -193,7 +193,7 @@ def _absolute(certdir: str) -> str:
     if not certdir:
         raise TLSError("DOCKER_TLS_CERTDIR is empty: no directory for the certificates")
     if ".." in certdir.split("/") or "\0" in certdir:
-        raise TLSError(f"DOCKER_TLS_CERTDIR={certdir!r}: give a plain path, without '..'")
+        raise TLSError(f"DOCKER_TLS_CERTDIR={shown(certdir)}: give a plain path, without '..'")
     return os.path.abspath(certdir)
 
 
@@ -323,7 +323,7 @@ def _load_key(data: bytes, where: str) -> SigningKey:
     except TypeError:
         raise TLSError(f"{where}: the key is encrypted; dind needs it unencrypted") from None
     except (ValueError, UnsupportedAlgorithm) as err:
-        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        reason = clipped(str(err)) if str(err).strip() else type(err).__name__
         raise TLSError(f"{where}: not a PEM private key ({reason})") from None
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < 1024:
@@ -628,7 +628,7 @@ def _load_certificates(data: bytes, where: str) -> list[x509.Certificate]:
     try:
         return x509.load_pem_x509_certificates(data)
     except ValueError as err:
-        reason = str(err).splitlines()[0][:120] if str(err) else "no certificate"
+        reason = clipped(str(err)) if str(err).strip() else "no certificate"
         raise TLSError(f"{where}: not a PEM certificate ({reason})") from None
 
 

@@ -9,6 +9,7 @@ test's own. Nothing here starts a container, so no cgroup is created. Root only.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -97,7 +98,8 @@ def test_with_dockerd_runs_the_command_when_the_daemon_answers_and_passes_its_st
     assert "dockerd stopped" in result.stderr
     ok = sandboxed(work, "--with-dockerd", *daemon_args(work), "true")
     assert ok.returncode == 0, ok.stderr
-    assert [line for line in ok.stderr.splitlines() if "/tmp hides" not in line] == []
+    said = [line for line in ok.stderr.splitlines() if "/tmp hides" not in line]
+    assert len(said) == 1 and said[0].startswith("dind: dockerd: TLS off")  # the summary alone
 
 
 def test_a_dockerd_that_fails_is_125_with_its_own_log_lines(work: Path) -> None:
@@ -106,7 +108,8 @@ def test_a_dockerd_that_fails_is_125_with_its_own_log_lines(work: Path) -> None:
         work, "--with-dockerd", *daemon_args(work), "--dockerd-arg=--no-such-flag", "true"
     )
     assert result.returncode == 125
-    first, *rest = [line for line in result.stderr.splitlines() if "/tmp hides" not in line]
+    said, first, *rest = [line for line in result.stderr.splitlines() if "/tmp hides" not in line]
+    assert said.startswith("dind: dockerd: TLS off")  # what dind decided, before dockerd ran
     assert first.startswith("dind: error: dockerd exited (status 1) before answering at unix://")
     assert any("unknown flag: --no-such-flag" in line for line in rest), result.stderr
     assert "an earlier run's line" not in result.stderr
@@ -245,3 +248,151 @@ def test_ready_is_bounded_and_says_why(work: Path) -> None:
         check=False,
     )
     assert bad.returncode == 2 and "unix:// and tcp://" in bad.stderr
+
+
+# --- issue 21: surfaces others can write ------------------------------------------------
+
+
+def test_a_symlinked_pid_file_is_removed_not_written_through(work: Path) -> None:
+    """Before: /run/docker.pid -> a victim file was "no stale pid file", and dockerd then
+    wrote its PID through the link (the victim became a PID)."""
+    victim = work / "passwd"
+    victim.write_text("root:x:0:0:root:/root:/bin/sh\n")
+    plant = f"ln -s {shlex.quote(str(victim))} /run/docker.pid &&"
+    check = "test ! -L /run/docker.pid && cat /run/docker.pid"
+    result = sandboxed(work, "--with-dockerd", *daemon_args(work), "sh", "-c", check, before=plant)
+    assert result.returncode == 0, result.stderr
+    assert victim.read_text() == "root:x:0:0:root:/root:/bin/sh\n"
+    assert result.stdout.strip().isdigit()  # dockerd's own pid file, a file of its own
+    (warning,) = [line for line in result.stderr.splitlines() if "/run/docker.pid" in line]
+    assert warning.startswith("dind: warning: /run/docker.pid is a symlink (to ")
+    assert "removed, its target left alone" in warning
+
+
+def test_a_pidfile_that_is_no_pid_file_is_left_alone(work: Path) -> None:
+    """Before: `dind dockerd --pidfile /etc/shadow` planned and performed `rm /etc/shadow`."""
+    shadow = work / "shadow"
+    shadow.write_text("root:*:19000:0:99999:7:::\n")
+    fake = work / "bin" / "dockerd"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "fake dockerd $*"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:{Path(DIND).parent}:{os.environ['PATH']}"}
+    args = ["--skip", "tls,iptables,mtu", "dockerd", "--pidfile", str(shadow)]
+    result = sandboxed(work, *args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "fake dockerd" in result.stdout
+    assert shadow.read_text() == "root:*:19000:0:99999:7:::\n"
+    (warning,) = [line for line in result.stderr.splitlines() if str(shadow) in line]
+    assert warning == (
+        f"dind: warning: not done: remove {shadow}: not a pid file (its content is not a PID"
+        " alone): left alone; dockerd may refuse to start or write its PID over it"
+    )
+
+
+def test_ready_is_not_wedged_by_a_fifo_in_the_certificate_directory(work: Path) -> None:
+    """Before: a FIFO at ca.pem, cert.pem or key.pem hung --ready forever, with every
+    terminating signal blocked (not even `timeout` could stop it)."""
+    from dind.daemon import tls
+
+    tls.make_certificates(str(work / "certs"), ["DNS:docker"])
+    certs = work / "certs" / "client"
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        saved = (certs / name).read_bytes()
+        (certs / name).unlink()
+        os.mkfifo(certs / name)
+        env = clean_env(
+            DOCKER_HOST="tcp://127.0.0.1:9", DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(certs)
+        )
+        started = time.monotonic()
+        result = subprocess.run(
+            [DIND, "--ready", "--timeout", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        took = time.monotonic() - started
+        assert result.returncode == 1, (name, result.stderr)
+        (line,) = result.stderr.splitlines()
+        assert f"TLS files: {certs}/" in line and "is not a regular file" in line, line
+        assert took < 6, (name, took)
+        (certs / name).unlink()
+        (certs / name).write_bytes(saved)
+
+
+def test_ready_answers_a_terminating_signal_while_it_waits(work: Path) -> None:
+    """--ready waits on the network: SIGTERM ends it at once (one line, 143), not after
+    its timeout; before, every terminating signal was blocked for the whole probe."""
+    import socket
+
+    with socket.socket() as silent:  # accepts, never answers: each attempt waits 5 s
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        proc = subprocess.Popen(
+            [DIND, "--ready", "--timeout", "60"],
+            env=clean_env(DOCKER_HOST=f"tcp://127.0.0.1:{port}"),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)
+        started = time.monotonic()
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("--ready did not answer SIGTERM within 10 s")
+    assert time.monotonic() - started < 3
+    assert proc.returncode == 128 + 15
+    assert err.splitlines() == ["dind: error: SIGTERM during --ready"]
+
+
+# --- issue 20: the start says what it decided --------------------------------------------
+
+
+def summary_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "dockerd: TLS " in line]
+
+
+@pytest.mark.parametrize("verbosity", [(), ("-q",), ("--log-format", "json")])
+def test_dockerd_mode_says_its_decisions_in_one_line_before_dockerd_starts(
+    work: Path, verbosity: tuple[str, ...]
+) -> None:
+    fake = work / "bin" / "dockerd"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "fake dockerd $*" >&2\n')
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{fake.parent}:{Path(DIND).parent}:{os.environ['PATH']}",
+        "DOCKER_TLS_CERTDIR": str(work / "certs"),
+    }
+    result = sandboxed(work, *verbosity, "dockerd", "--data-root", str(work / "data"), env=env)
+    assert result.returncode == 0, result.stderr
+    lines = summary_lines(result.stderr)
+    order = result.stderr.splitlines()
+    started = order.index(next(x for x in order if "fake dockerd" in x))
+    if verbosity == ("-q",):
+        assert lines == []
+        return
+    (said,) = lines
+    assert order.index(said) < started  # before dockerd starts
+    if verbosity:
+        record = json.loads(said)
+        assert record["event"] == "decisions" and record["level"] == "NOTICE"
+        assert set(record) >= {"tls", "iptables", "mtu", "data_root", "nested_cgroups"}
+        assert record["tls"] == f"on 2376, {work}/certs (a new CA and keys)"
+        assert record["data_root"] == f"{work}/data on ext4"
+        return
+    assert said.startswith(f"dind: dockerd: TLS on 2376, {work}/certs (a new CA and keys); ")
+    assert f"; data root {work}/data on ext4; nested cgroups " in said
+
+
+def test_with_dockerd_says_its_decisions_too(work: Path) -> None:
+    result = sandboxed(work, "--with-dockerd", *daemon_args(work), "true")
+    assert result.returncode == 0, result.stderr
+    (said,) = summary_lines(result.stderr)
+    assert said.startswith("dind: dockerd: TLS off (DOCKER_TLS_CERTDIR is not set: the unix")

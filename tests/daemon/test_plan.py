@@ -234,15 +234,31 @@ def test_stale_pid_files_go_and_live_ones_stay() -> None:
         PidFile("/run/docker.pid", 31, None),  # gone
         PidFile("/run/docker/containerd/containerd.pid", 47, "containerd"),  # alive
         PidFile("/run/docker2.pid", 1, "dind"),  # recycled: PID 1 is now dind itself
-        PidFile("/run/containerd.pid", None, None),  # garbage in it
+        PidFile("/run/containerd.pid", None, None),  # garbage in it: not a pid file
+        PidFile("/etc/shadow", None, None),  # dockerd --pidfile /etc/shadow (issue 21)
+        PidFile("/run/docker3.pid", None, None, "symlink", "/etc/passwd"),  # issue 21
+        PidFile("/run/docker4.pid", None, None, "other"),  # a directory, a FIFO
     ]
     plan = plan_for(settings("dockerd"), evidence(pidfiles=pidfiles))
-    assert rows(plan)[:4] == [
+    assert rows(plan)[:7] == [
         ("stale-pid", "pending", "rm /run/docker.pid"),
         ("stale-pid", "satisfied", "keep /run/docker/containerd/containerd.pid"),
         ("stale-pid", "pending", "rm /run/docker2.pid"),
-        ("stale-pid", "pending", "rm /run/containerd.pid"),
+        ("stale-pid", "conflict", "remove /run/containerd.pid"),
+        ("stale-pid", "conflict", "remove /etc/shadow"),
+        ("stale-pid", "pending", "rm /run/docker3.pid"),
+        ("stale-pid", "conflict", "remove /run/docker4.pid"),
     ]
+    notes = {a.describe(): a.note for a in plan.actions}
+    assert notes["rm /run/docker3.pid"].startswith("a symlink (to /etc/passwd) where dockerd")
+    assert notes["remove /etc/shadow"] == (
+        "not a pid file (its content is not a PID alone): left alone; dockerd may refuse to "
+        "start or write its PID over it"
+    )
+    assert notes["remove /run/docker4.pid"].startswith("not a pid file (not a regular file)")
+    (warned,) = [w for step, w in plan.warnings if step == "stale-pid"]
+    assert warned.startswith("/run/docker3.pid is a symlink (to /etc/passwd)")
+    assert warned.endswith("removed, its target left alone")
 
 
 def test_pid_files_are_found_without_following_symlinks(scratch: Path) -> None:
@@ -260,10 +276,47 @@ def test_pid_files_are_found_without_following_symlinks(scratch: Path) -> None:
         found = {p.path.removeprefix(str(scratch)): p for p in find_pidfiles(str(scratch), None)}
     finally:
         shutil.rmtree(outside)
-    assert set(found) == {"/docker.pid", "/docker/containerd/containerd.pid"}
+    assert set(found) == {"/docker.pid", "/docker/containerd/containerd.pid", "/docker-link.pid"}
+    assert (found["/docker-link.pid"].kind, found["/docker-link.pid"].pid) == ("symlink", None)
+    assert found["/docker-link.pid"].target == str(outside / "docker-evil.pid")
     assert found["/docker.pid"].pid == os.getpid()
     assert found["/docker.pid"].comm is None  # dind's own PID is never "alive" for a pid file
     assert found["/docker/containerd/containerd.pid"].alive is False
+
+
+@pytest.mark.parametrize(
+    ("content", "pid"),
+    [
+        ("4242", 4242),
+        ("4242\n", 4242),
+        ("root:x:0:0:root:/root:/bin/bash\n", None),  # --pidfile /etc/passwd
+        ("4242\n4243\n", None),
+        (" 4242", None),
+        ("4242 and more", None),
+        ("", None),
+        ("0", None),
+        ("9" * 40, None),
+    ],
+)
+def test_only_a_pid_and_nothing_else_is_a_pid(scratch: Path, content: str, pid: int | None) -> None:
+    named = scratch / "sub" / "named.file"
+    named.parent.mkdir()
+    named.write_text(content)
+    (found,) = find_pidfiles(str(scratch / "empty-run"), str(named))
+    assert (found.path, found.kind, found.pid) == (str(named), "file", pid)
+
+
+def test_a_named_pid_file_is_found_through_its_directorys_symlink_not_its_own(
+    scratch: Path,
+) -> None:
+    """/var/run is a symlink to /run: the pid file's directory is resolved, its name never."""
+    (scratch / "real").mkdir()
+    (scratch / "alias").symlink_to(scratch / "real")
+    (scratch / "victim").write_text("precious")
+    (scratch / "real" / "docker.pid").symlink_to(scratch / "victim")
+    (found,) = find_pidfiles(str(scratch / "empty-run"), str(scratch / "alias" / "docker.pid"))
+    assert (found.path, found.kind) == (str(scratch / "real" / "docker.pid"), "symlink")
+    assert find_pidfiles(str(scratch / "empty-run"), str(scratch / "alias" / "absent.pid")) == []
 
 
 def test_a_live_daemon_is_recognised_by_its_process_name(scratch: Path) -> None:
@@ -468,3 +521,100 @@ def test_reading_the_iptables_evidence_creates_no_table() -> None:
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert out.stdout.strip() == "''"
+
+
+# --- the start-up summary (issue 20): read off the plan, nothing decided twice ----------
+
+
+def test_the_summary_says_each_decision_as_the_plan_made_it() -> None:
+    from dind.summary import decisions, line
+
+    ev = evidence(
+        tls_state="managed",
+        route=(ROUTES / "host-vm").read_text(),
+        mtus={"eth0": 1400},
+        dockerd_version="Docker version 26.1.5+dfsg1, build a72d7cd",
+        iptables={"nft": Backend(NFT.tools, 6, None), "legacy": LEGACY},
+    )
+    s = settings("dockerd", env={"DOCKER_TLS_CERTDIR": "/certs"})
+    plan = plan_for(s, ev)
+    decided = decisions(plan)
+    assert decided == {
+        "tls": "on 2376, /certs (keys kept, certificates renewed)",
+        "iptables": "nf_tables (6 rule(s) in nf_tables, 0 in the legacy tables)",
+        "mtu": "1400 (the default route leaves by eth0, MTU 1400; also the default of "
+        "user-defined bridge networks)",
+        "data_root": "/var/lib/docker on ext4",
+        "nested_cgroups": "not looked at (--skip cgroup-confine)",
+    }
+    # the same decisions the plan acts on: its flags and its links
+    assert plan.command[plan.command.index("--mtu") + 1] == "1400"
+    (links,) = of(plan, "iptables")
+    assert isinstance(links, LinkTools) and dict(links.links)["iptables"].endswith("-nft")
+    assert line(decided).startswith("dockerd: TLS on 2376, /certs (keys kept, certificates")
+    assert "; iptables nf_tables (6 rule(s)" in line(decided)
+    assert "; MTU 1400 (" in line(decided) and "; data root /var/lib/docker on ext4; " in line(
+        decided
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "command", "field", "said"),
+    [
+        ({}, ("dockerd",), "tls", "off (DOCKER_TLS_CERTDIR is not set: the unix socket only)"),
+        (
+            {"DOCKER_TLS_CERTDIR": ""},
+            ("dockerd",),
+            "tls",
+            "off (DOCKER_TLS_CERTDIR is empty: TLS off, plain TCP on 2375 (--tls=false))",
+        ),
+        ({"DOCKER_TLS_CERTDIR": "/c"}, ("dockerd",), "tls", "on 2376, /c (a new CA and keys)"),
+        (
+            {},
+            ("dockerd", "--iptables=false"),
+            "iptables",
+            "off (dockerd runs with --iptables=false)",
+        ),
+        ({"DIND_IPTABLES": "legacy"}, ("dockerd",), "iptables", "legacy (DIND_IPTABLES=legacy)"),
+        ({"DIND_MTU": "off"}, ("dockerd",), "mtu", "dockerd's default (DIND_MTU=off)"),
+        ({}, ("dockerd", "--mtu", "1300"), "mtu", "1300 (dockerd's own --mtu 1300)"),
+        (
+            {"DIND_DATA_ROOT_CHECK": "0"},
+            ("dockerd",),
+            "data_root",
+            "/var/lib/docker on ext4 (DIND_DATA_ROOT_CHECK=0)",
+        ),
+        ({"DIND_SKIP": "mtu"}, ("dockerd",), "mtu", "not decided (--skip mtu)"),
+    ],
+)
+def test_the_summary_in_each_case(
+    env: dict[str, str], command: tuple[str, ...], field: str, said: str
+) -> None:
+    from dind.summary import decisions
+
+    ev = evidence(tls_state="new", mtus={"eth0": 1400})
+    s = from_sources(list(command), {}, {"DIND_SKIP": ",".join(KERNEL_STEPS), **env})
+    if "DIND_SKIP" in env:
+        s = from_sources(list(command), {"skip": (*KERNEL_STEPS, env["DIND_SKIP"])}, env)
+    assert decisions(plan_for(s, ev))[field] == said
+
+
+def test_the_summary_says_where_nested_cgroups_land_as_cgroup_confine_decided() -> None:
+    from dind.proccgroup import parse
+    from dind.summary import decisions
+
+    hierarchies = parse(fixture_text("container-v1-hostns", "proc_1_cgroup"))
+    table = mountinfo.MountTable(mountinfo.parse(fixture_text("container-v1-hostns", "mountinfo")))
+    s = from_sources(["dockerd"], {}, {})
+    facts = Facts(
+        hierarchies=hierarchies,
+        mounts=table,
+        own_cgroups=hierarchies,
+        cgroupns=True,
+        daemon=daemon_facts(evidence(), s),
+    )
+    said = decisions(make_plan(facts, s))["nested_cgroups"]
+    assert said.startswith("inside (a cgroup namespace of dind's own: this container's group")
+    facts.cgroupns = False  # no cgroup namespaces: dockerd's --cgroup-parent instead
+    said = decisions(make_plan(facts, s))["nested_cgroups"]
+    assert said.startswith("inside (dockerd --cgroup-parent /docker/") and said.endswith("/docker)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import errno
 import ipaddress
 import json
 import os
@@ -825,6 +826,43 @@ def test_corrupt_existing_key_is_one_line_and_nothing_changes(
     message = one_line(caught.value)
     assert message.startswith(f"{certdir / rel}: ") and reason in message
     assert read_tree(certdir) == before
+
+
+def test_a_key_error_is_cut_at_a_word(certdir: Path) -> None:
+    """Issue 21, item 6: cryptography's long reason was cut mid-word at 120 characters."""
+    bad = b"-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"
+    with pytest.raises(ValueError) as library:
+        serialization.load_pem_private_key(bad, password=None)
+    full = str(library.value).splitlines()[0]
+    assert len(full) > 120  # the premise: a reason longer than dind shows
+    tls.make_certificates(str(certdir), SANS, now=NOW)
+    (certdir / "server" / "key.pem").write_bytes(bad)
+    with pytest.raises(tls.TLSError) as caught:
+        tls.make_certificates(str(certdir), SANS, now=NOW)
+    reason = one_line(caught.value).split("not a PEM private key (", 1)[1].removesuffix(")")
+    assert reason.endswith("...") and len(reason) <= 123
+    assert (full + " ").startswith(reason.removesuffix("...") + " "), reason  # a whole word
+
+
+def test_a_hard_linked_client_key_is_refused_and_the_other_file_keeps_its_mode(
+    certdir: Path, tmp_path: Path
+) -> None:
+    """Issue 21, item 2: client/key.pem hard-linked to a 0600 key elsewhere was reused,
+    and chmod 0644 (meant for the client key) made the other file world-readable."""
+    tls.make_certificates(str(certdir), SANS, now=NOW)
+    other = tmp_path / "elsewhere.key"
+    other.write_bytes(key_pem(ec.generate_private_key(ec.SECP256R1())))
+    other.chmod(0o600)
+    (certdir / "client" / "key.pem").unlink()
+    os.link(other, certdir / "client" / "key.pem")
+    before = read_tree(certdir)
+    with pytest.raises(tls.TLSError) as caught:
+        tls.make_certificates(str(certdir), SANS, now=NOW)
+    message = one_line(caught.value)
+    assert message.startswith(f"{certdir}/client/key.pem: has 2 hard links; ")
+    assert stat.S_IMODE(other.stat().st_mode) == 0o600
+    assert read_tree(certdir) == before  # refused before anything was written
+    assert caught.value.errno == errno.EMLINK
 
 
 def test_encrypted_and_unsupported_keys(certdir: Path) -> None:

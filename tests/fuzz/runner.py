@@ -54,6 +54,7 @@ FAMILIES = {
     "cgroup": "tests.fuzz.fuzz_proc",
     "mountinfo": "tests.fuzz.fuzz_proc",
     "procfs": "tests.fuzz.fuzz_procfs",
+    "docker-host": "tests.fuzz.fuzz_daemon",
     "manifest": "tests.fuzz.fuzz_frozen",
     "reference": "tests.fuzz.fuzz_frozen",
     "registry-text": "tests.fuzz.fuzz_frozen",

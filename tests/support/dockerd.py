@@ -538,10 +538,16 @@ class Dockerd:
 # namespaces: a private /run hides containerd's shim sockets, /run/docker and the
 # exec-root, a private /etc/docker its key.json; all of it vanishes with the
 # namespaces. The new network namespace starts with `lo` down.
+# A new network namespace copies net.ipv4.ip_forward from the machine's (Linux's
+# devconf_inherit_init_net=0): 0 on a machine with no engine of its own, and then
+# every `docker run` on a user-defined network prints "WARNING: IPv4 forwarding is
+# disabled" on stderr (a fresh CI machine; the daemon runs with --ip-forward=false).
+# The namespace's own value, as a machine running Docker has it.
 _PRIVATE_NAMESPACE = """
 mount -t tmpfs -o mode=755,nosuid,nodev dind-test-run /run
 if [ -d /etc/docker ]; then mount -t tmpfs -o mode=755 dind-test-etc /etc/docker; fi
 ip link set lo up
+echo 1 > /proc/sys/net/ipv4/ip_forward
 exec "$@"
 """
 
