@@ -384,7 +384,8 @@ def test_with_dockerd_invalid_flag_is_125_with_dockerds_log_lines(e2e: Env) -> N
         "--with-dockerd", "--dockerd-arg=--no-such-flag", "--", "true",
     )  # fmt: skip
     assert done.returncode == 125
-    first, *tail = done.stderr.splitlines()
+    said, first, *tail = done.stderr.splitlines()
+    assert said.startswith("dind: dockerd: TLS on 2376, /certs")  # what dind decided, first
     assert first == (
         "dind: error: dockerd exited (status 1) before answering at "
         "unix:///var/run/docker.sock; its last lines in /var/log/dockerd.log:"
