@@ -1,11 +1,16 @@
-"""The blob store: verified, content-addressed files, downloaded resumably.
+"""The blob store: verified, content-addressed files, downloaded resumably from sources.
 
-A blob is written to ``.incomplete/<algo>-<hex>`` and renamed to
+A blob is written to ``.incomplete/<algo>-<hex>.<source>`` and renamed to
 ``blobs/<algo>/<hex>`` only after its size and digest match, so a file under
 ``blobs/`` is always whole. A cut download leaves the partial file; the next
-attempt (or the next run) asks for the rest with a Range request. Nothing in the
-directory is followed: a symlink or hard link planted as a partial file is thrown
-away, not appended to (see ``outdir``).
+attempt (or the next run) asks the same source for the rest with a Range request.
+Each source has its own partial file: bytes from one mirror are never continued
+with bytes from another (if they did not match, which one lied?).
+
+Bytes are hashed as they arrive and written as they are hashed, so a download
+reads nothing twice; only a resumed partial file is read again, to rebuild the
+hash state. Nothing in the directory is followed: a symlink or hard link planted
+as a partial file is thrown away, not appended to (see ``outdir``).
 """
 
 from __future__ import annotations
@@ -16,22 +21,22 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import httpx
 
 from dind.frozen.errors import StoreError
 from dind.frozen.manifest import Descriptor
 from dind.frozen.outdir import Dir
-from dind.frozen.registry import Cancelled, Registry, describe
+from dind.frozen.registry import Cancelled, describe
 from dind.frozen.retry import Transient
+from dind.frozen.sources import Lie, Source, Sources, Tally, first_answer
 
 CHUNK = 1024 * 1024
 INCOMPLETE = ".incomplete"
 
 ByteCounter = Callable[[str, int], None]
-"""Told each blob's digest and how many more bytes of it arrived (``progress.Progress.update``)."""
-"""Called with (digest, bytes): positive as bytes arrive, negative when a blob restarts."""
+"""Told each blob's digest and how many more bytes of it arrived (``progress.Progress.update``);
+negative when a blob restarts."""
 
 
 def _no_progress(_digest: str, _n: int) -> None:
@@ -40,12 +45,21 @@ def _no_progress(_digest: str, _n: int) -> None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What fetching one blob did: downloaded bytes (0 if it was already there)."""
+    """What making one blob present did: bytes downloaded (0 if it was already there)
+    and from which source."""
 
     digest: str
     size: int
     downloaded: int
     reused: bool = False
+    source: str = ""
+    cached: bool = False
+
+
+def relpath(digest: str) -> str:
+    """The path of a blob inside a store (and in ``manifest.json``/the OCI layout)."""
+    algo, _, hexpart = digest.partition(":")
+    return f"blobs/{algo}/{hexpart}"
 
 
 class BlobStore:
@@ -58,24 +72,33 @@ class BlobStore:
         self.root = root
 
     def relpath(self, digest: str) -> str:
-        """The path ``manifest.json`` uses for a blob."""
-        algo, _, hexpart = digest.partition(":")
-        return f"blobs/{algo}/{hexpart}"
+        return relpath(digest)
 
     def verified(self, desc: Descriptor) -> bool:
         """True if the blob is present with the right size and digest (read in full).
 
         A symlink or any other non-regular entry under its name is not the blob.
         """
-        algo, _, hexpart = desc.digest.partition(":")
+        fd = self.open_verified(desc.digest, desc.size)
+        if fd is None:
+            return False
+        os.close(fd)
+        return True
+
+    def open_verified(self, digest: str, size: int | None) -> int | None:
+        """A read-only fd (at offset 0) on the blob if it is present and whole, else None.
+
+        ``size`` None: any size (a converted layer is named by its digest alone).
+        """
+        algo, _, hexpart = digest.partition(":")
         try:
             folder = self.root.walk(f"blobs/{algo}")
             if folder is None:
-                return False
+                return None
             with folder:
-                return _whole(folder, hexpart, desc)
+                return open_whole(folder, hexpart, digest, size)
         except OSError as err:
-            raise StoreError(_os_message(err)) from None
+            raise StoreError(os_message(err)) from None
 
     def read(self, digest: str, limit: int) -> bytes:
         """A verified blob's content (a config), refused past ``limit`` bytes."""
@@ -86,12 +109,21 @@ class BlobStore:
             with folder:
                 data = folder.read(hexpart, limit)
         if data is None:
-            raise StoreError(f"{self.root.path / self.relpath(digest)} is missing")
+            raise StoreError(f"{self.root.path / relpath(digest)} is missing")
         return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        """Store content already verified in memory (a manifest) as a blob, unless present."""
+        if self.verified(Descriptor("", digest, len(data))):
+            return
+        algo, _, hexpart = digest.partition(":")
+        with self.root.ensure(f"blobs/{algo}") as folder:
+            folder.write_atomic(hexpart, data)
 
     def fetch(
         self,
-        registry: Registry,
+        sources: Sources,
+        tally: Tally,
         repository: str,
         desc: Descriptor,
         progress: ByteCounter = _no_progress,
@@ -100,41 +132,107 @@ class BlobStore:
         if self.verified(desc):
             progress(desc.digest, desc.size)
             return Outcome(desc.digest, desc.size, 0, reused=True)
-        try:
-            return self._download(registry, repository, desc, progress)
-        except OSError as err:
-            raise StoreError(_os_message(err)) from None
+        landed = self.download(sources, tally, repository, desc, progress)
+        os.close(landed.fd)
+        self.commit(landed.name, desc.digest)
+        return landed.outcome
 
-    def _download(
-        self, registry: Registry, repository: str, desc: Descriptor, progress: ByteCounter
-    ) -> Outcome:
-        algo, _, hexpart = desc.digest.partition(":")
-        name = f"{algo}-{hexpart}"
-        with self.root.ensure(INCOMPLETE) as scratch:
-            downloaded = 0
-            if not _whole(scratch, name, desc):
-                download = _Download(registry, repository, desc, scratch, name, progress)
-                downloaded = registry.with_retries(download.attempt)
-            else:
-                progress(desc.digest, desc.size)
-            with self.root.ensure(f"blobs/{algo}") as folder:
-                scratch.replace(name, folder, hexpart)
-        return Outcome(desc.digest, desc.size, downloaded)
+    def download(
+        self,
+        sources: Sources,
+        tally: Tally,
+        repository: str,
+        desc: Descriptor,
+        progress: ByteCounter = _no_progress,
+    ) -> Landed:
+        """Download the blob into ``.incomplete`` (resuming a partial file of the same source),
+        verified; the caller commits it into ``blobs/`` or uses it and discards it."""
+        what = f"blob {desc.digest}"
+
+        def fetch(source: Source) -> Landed:
+            name = partial_name(desc.digest, source)
+            with self.root.ensure(INCOMPLETE) as scratch:
+                fd = open_whole(scratch, name, desc.digest, desc.size)
+                if fd is not None:  # finished by an earlier run just before its rename
+                    progress(desc.digest, desc.size)
+                    return Landed(name, fd, Outcome(desc.digest, desc.size, 0, source=source.name))
+                download = _Download(source, repository, desc, scratch, name, progress)
+                try:
+                    downloaded = source.registry.with_retries(download.attempt)
+                except BaseException:
+                    download.rewind()
+                    raise
+                fd = download.reopen()
+            tally.add(source, downloaded)
+            return Landed(name, fd, Outcome(desc.digest, desc.size, downloaded, source=source.name))
+
+        try:
+            landed, source = first_answer(sources.for_digest(), tally, what, fetch)
+        except OSError as err:
+            raise StoreError(os_message(err)) from None
+        tally.log.debug(
+            f"{what}: {landed.outcome.downloaded} bytes from {source.name}",
+            blob=desc.digest,
+            source=source.name,
+        )
+        return landed
+
+    def commit(self, name: str, digest: str) -> None:
+        """Rename the finished partial file ``name`` to the blob's place; drop other partials."""
+        algo, _, hexpart = digest.partition(":")
+        try:
+            with self.root.ensure(INCOMPLETE) as scratch, self.root.ensure(f"blobs/{algo}") as dest:
+                scratch.replace(name, dest, hexpart)
+                drop_partials(scratch, digest)
+        except OSError as err:
+            raise StoreError(os_message(err)) from None
+
+    def discard(self, name: str) -> None:
+        """Remove a partial file that was used and is not kept (a converted zstd layer)."""
+        scratch = self.root.walk(INCOMPLETE)
+        if scratch is not None:
+            with scratch:
+                scratch.unlink(name)
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A verified blob in ``.incomplete`` under ``name``; ``fd`` reads it from offset 0."""
+
+    name: str
+    fd: int
+    outcome: Outcome
+
+
+def partial_name(digest: str, source: Source) -> str:
+    algo, _, hexpart = digest.partition(":")
+    return f"{algo}-{hexpart}.{source.tag}"
+
+
+def drop_partials(scratch: Dir, digest: str) -> None:
+    """Partial files of ``digest`` from other sources: the blob is whole, they are not needed."""
+    algo, _, hexpart = digest.partition(":")
+    prefix = f"{algo}-{hexpart}."
+    for entry in os.listdir(scratch.fd):
+        if entry.startswith(prefix):
+            scratch.unlink(entry)
 
 
 class _Download:
-    """One blob's download across attempts; ``attempt`` resumes where the last stopped."""
+    """One blob's download from one source across attempts; ``attempt`` resumes where the
+    last one stopped."""
 
     def __init__(
         self,
-        registry: Registry,
+        source: Source,
         repository: str,
         desc: Descriptor,
         scratch: Dir,
         name: str,
         progress: ByteCounter,
     ) -> None:
-        self.registry = registry
+        self.source = source
+        self.registry = source.registry
         self.repository = repository
         self.desc = desc
         self.scratch = scratch
@@ -142,6 +240,7 @@ class _Download:
         self.progress = progress
         self.downloaded = 0
         self.reported = 0
+        self.inode: tuple[int, int] | None = None
 
     def attempt(self) -> int:
         desc = self.desc
@@ -154,16 +253,19 @@ class _Download:
             offset = self._check_range(response, offset)
             if offset == 0:
                 hasher = hashlib.new(desc.digest.partition(":")[0])
+            fd = self._open(offset)
             try:
-                with os.fdopen(self._open(offset), "r+b" if offset else "wb") as out:
-                    out.truncate(offset)
-                    out.seek(offset)
-                    written = self._copy(response, out, hasher, offset, what)
-                    out.flush()
-                    os.fsync(out.fileno())
+                os.ftruncate(fd, offset)
+                os.lseek(fd, offset, os.SEEK_SET)
+                written = self._copy(response, fd, hasher, offset, what)
+                os.fsync(fd)
+                st = os.fstat(fd)
+                self.inode = (st.st_dev, st.st_ino)
             except OSError as err:
                 err.filename = str(self.scratch.path / self.name)
-                raise StoreError(_os_message(err)) from None
+                raise StoreError(os_message(err)) from None
+            finally:
+                os.close(fd)
         finally:
             response.close()
         if written < desc.size:
@@ -171,8 +273,23 @@ class _Download:
         actual = f"{desc.digest.partition(':')[0]}:{hasher.hexdigest()}"
         if actual != desc.digest:
             self._discard()
+            if self.source.mirror:
+                raise Lie(f"it sent {actual} for {what}")
             raise Transient(f"{what}: digest mismatch: the registry sent {actual}")
         return self.downloaded
+
+    def reopen(self) -> int:
+        """The finished file, read-only: the same inode that was written and verified."""
+        fd = self.scratch.open_file(self.name)
+        if fd is None or self.inode != ((st := os.fstat(fd)).st_dev, st.st_ino):
+            if fd is not None:
+                os.close(fd)
+            raise StoreError(f"{self.scratch.path / self.name} was replaced while being written")
+        return fd
+
+    def rewind(self) -> None:
+        """This source failed: whatever it delivered no longer counts in the progress."""
+        self._report(0)
 
     def _resume_point(self) -> tuple[int, hashlib._Hash]:
         """Bytes already in the partial file (hashed again: a digest cannot be saved)."""
@@ -212,31 +329,31 @@ class _Download:
         return offset if start == str(offset) else 0
 
     def _copy(
-        self,
-        response: httpx.Response,
-        out: BinaryIO,
-        hasher: hashlib._Hash,
-        offset: int,
-        what: str,
+        self, response: httpx.Response, fd: int, hasher: hashlib._Hash, offset: int, what: str
     ) -> int:
+        """Hash and write each piece as it arrives (a cut loses nothing already received)."""
         written = offset
+        size = self.desc.size
+        cancel = self.registry.cancel
         self._report(offset)
         try:
-            for chunk in response.iter_raw():  # as received, so a cut loses nothing
-                if self.registry.cancel.is_set():
+            for chunk in response.iter_raw():
+                if cancel.is_set():
                     raise Cancelled("cancelled")
                 written += len(chunk)
-                if written > self.desc.size:
+                if written > size:
                     self._discard()
-                    raise Transient(f"{what}: the registry sent more than {self.desc.size} bytes")
-                out.write(chunk)
+                    if self.source.mirror:
+                        raise Lie(f"it sent more than {size} bytes for {what}")
+                    raise Transient(f"{what}: the registry sent more than {size} bytes")
                 hasher.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
                 self.downloaded += len(chunk)
                 self._report(written)
         except httpx.TransportError as err:
-            raise Transient(
-                f"{what}: {describe(err)} after {written} of {self.desc.size} bytes"
-            ) from None
+            raise Transient(f"{what}: {describe(err)} after {written} of {size} bytes") from None
         return written
 
     def _report(self, position: int) -> None:
@@ -256,24 +373,37 @@ def _writable(st: os.stat_result) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
 
-def _whole(folder: Dir, name: str, desc: Descriptor) -> bool:
-    """True if ``name`` is a regular file (never a symlink) with the blob's size and digest.
+def open_whole(folder: Dir, name: str, digest: str, size: int | None) -> int | None:
+    """An fd (at offset 0) on ``name`` if it is a regular file (never a symlink) with
+    ``size`` (if given) and ``digest``; else None.
 
     Used for stored blobs and for a partial file that an earlier run finished just
     before renaming it.
     """
     st = folder.lstat(name)
-    if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != desc.size:
-        return False
+    if st is None or not stat.S_ISREG(st.st_mode) or (size is not None and st.st_size != size):
+        return None
     fd = folder.open_file(name)
     if fd is None:
-        return False
-    algo = desc.digest.partition(":")[0]
-    with os.fdopen(fd, "rb") as f:
-        return f"{algo}:{hashlib.file_digest(f, algo).hexdigest()}" == desc.digest
+        return None
+    try:
+        if file_digest(fd, digest.partition(":")[0]) == digest:
+            os.lseek(fd, 0, os.SEEK_SET)
+            return fd
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
 
 
-def _os_message(err: OSError) -> str:
+def file_digest(fd: int, algo: str) -> str:
+    """``algo:hex`` of what ``fd`` holds from its current offset (the fd stays open)."""
+    with open(fd, "rb", closefd=False) as f:
+        return f"{algo}:{hashlib.file_digest(f, algo).hexdigest()}"
+
+
+def os_message(err: OSError) -> str:
     where = f" {err.filename}" if err.filename else ""
     if err.errno == errno.ENOSPC:
         return f"disk full writing{where}: {err.strerror}"

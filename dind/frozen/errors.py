@@ -34,6 +34,10 @@ class RegistryError(FreezeError):
         super().__init__(message)
 
 
+class AuthError(RegistryError):
+    """The registry or its token server refused the credentials, or wants some (401/403)."""
+
+
 class NetworkError(FreezeError):
     """The connection failed, timed out or was cut before the body was complete."""
 

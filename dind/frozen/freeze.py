@@ -1,10 +1,13 @@
 """Freeze images: resolve each reference, fetch every blob once, then write the layout.
 
-Order matters for resumability: all blobs first (each renamed into place only once
-verified), ``manifest.json`` last. Downloads run in parallel (``jobs``); the first
-failure cancels the rest, which keep their partial files for the next run. The
-existing ``manifest.json`` is checked before anything is fetched, and the output
-directory is held open by fd for the whole run (see ``outdir``).
+Order matters for resumability and for failing early: manifests, then the image
+configs (small; what they say is checked before any layer is fetched: the platform,
+one ``diff_id`` per layer), then every layer, each renamed into place only once
+verified, and the layout file (``manifest.json`` or ``index.json``) last. Blobs
+download in parallel (``jobs``); the first failure cancels the rest, which keep
+their partial files for the next run. The existing layout file is checked before
+anything is fetched, and the output directory is held open by fd for the whole run
+(see ``outdir``).
 """
 
 from __future__ import annotations
@@ -13,41 +16,49 @@ import fcntl
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dind.frozen.blobs import INCOMPLETE, BlobStore, Outcome
+from dind.frozen.blobs import INCOMPLETE, BlobStore, Outcome, relpath
 from dind.frozen.errors import StoreError, VerificationError, printable
+from dind.frozen.layers import fetch_zstd, is_zstd, layer_path, unpack_zstd
 from dind.frozen.layout import LayoutImage, read_manifest, write_layout
 from dind.frozen.manifest import (
     MAX_CONFIG_BYTES,
     Descriptor,
+    ImageConfig,
     ImageManifest,
     Index,
     parse_config,
     parse_manifest,
     select_platform,
 )
+from dind.frozen.ocilayout import OciImage, read_index, write_oci
 from dind.frozen.outdir import Dir
 from dind.frozen.platform import Platform
 from dind.frozen.progress import Progress
-from dind.frozen.reference import Reference
-from dind.frozen.registry import Cancelled, Registry
+from dind.frozen.reference import DIGEST_LENGTHS, Reference
+from dind.frozen.registry import Cancelled, Fetched
+from dind.frozen.sources import Lie, Source, Sources, Tally, first_answer
 from dind.log import Log
+
+FORMATS = ("docker", "oci")
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """A reference pinned to one platform's manifest."""
+    """A reference pinned to one platform's manifest (and its bytes, for the OCI layout)."""
 
     ref: Reference
-    registry: Registry
+    sources: Sources
     manifest: ImageManifest
     digest: str
     from_index: bool
+    body: bytes = b""
+    media_type: str = ""
 
 
 @dataclass
@@ -61,13 +72,48 @@ class Summary:
     reused_blobs: int = 0
     reused_bytes: int = 0
     seconds: float = 0.0
+    sources: dict[str, int] = field(default_factory=dict)
     entries: list[dict[str, object]] = field(default_factory=list)
 
 
-def resolve(registry: Registry, ref: Reference, wanted: Platform) -> Resolved:
+def _manifest(
+    chain: tuple[Source, ...],
+    tally: Tally,
+    repository: str,
+    reference: str,
+    expect: Descriptor | None = None,
+) -> Fetched:
+    """A manifest from the first source that serves it; a mirror's must match ``expect``."""
+    sep = "@" if ":" in reference else ":"
+    what = f"manifest {repository}{sep}{reference}"
+
+    def fetch(source: Source) -> Fetched:
+        fetched = source.registry.get_manifest(repository, reference)
+        if (
+            source.mirror
+            and expect is not None
+            and (
+                fetched.digest != expect.digest
+                or (expect.size and len(fetched.body) != expect.size)
+            )
+        ):
+            raise Lie(f"it sent {fetched.digest} ({len(fetched.body)} bytes) for {what}")
+        return fetched
+
+    fetched, source = first_answer(chain, tally, what, fetch)
+    tally.log.debug(f"{what}: from {source.name}", manifest=reference, source=source.name)
+    return fetched
+
+
+def resolve(sources: Sources, tally: Tally, ref: Reference, wanted: Platform) -> Resolved:
     """Fetch the manifest a reference names, enforcing a digest pin and the platform."""
     where = str(ref)
-    fetched = registry.get_manifest(ref.repository, ref.tag or str(ref.digest))
+    if ref.tag:
+        fetched = _manifest(sources.for_tag(), tally, ref.repository, ref.tag)
+    else:
+        assert ref.digest is not None
+        pin = Descriptor("", ref.digest, 0)
+        fetched = _manifest(sources.for_digest(), tally, ref.repository, ref.digest, pin)
     if ref.digest and not ref.tag and fetched.digest != ref.digest:
         raise VerificationError(
             f"{where}: the registry sent a manifest with digest {fetched.digest}"
@@ -77,12 +123,14 @@ def resolve(registry: Registry, ref: Reference, wanted: Platform) -> Resolved:
     if isinstance(top, ImageManifest):
         if not pinned_ok:
             raise VerificationError(_moved(ref, fetched.digest))
-        return Resolved(ref, registry, _bounded(top, where), fetched.digest, from_index=False)
+        return Resolved(
+            ref, sources, _bounded(top, where), fetched.digest, False, fetched.body, top.media_type
+        )
     assert isinstance(top, Index)
     entry = select_platform(top, wanted, where)
     if not pinned_ok and entry.digest != ref.digest:
         raise VerificationError(_moved(ref, fetched.digest, entry.digest, wanted))
-    chosen = registry.get_manifest(ref.repository, entry.digest)
+    chosen = _manifest(sources.for_digest(), tally, ref.repository, entry.digest, entry)
     if chosen.digest != entry.digest or len(chosen.body) != entry.size:
         raise VerificationError(
             f"{where}: manifest for {wanted} should be {entry.digest} ({entry.size} bytes), "
@@ -91,7 +139,8 @@ def resolve(registry: Registry, ref: Reference, wanted: Platform) -> Resolved:
     manifest = parse_manifest(chosen.body, chosen.content_type, f"{where} ({wanted})")
     if not isinstance(manifest, ImageManifest):
         raise VerificationError(f"{where}: the index entry for {wanted} is not an image manifest")
-    return Resolved(ref, registry, _bounded(manifest, where), entry.digest, from_index=True)
+    manifest = _bounded(manifest, where)
+    return Resolved(ref, sources, manifest, entry.digest, True, chosen.body, manifest.media_type)
 
 
 def _bounded(manifest: ImageManifest, where: str) -> ImageManifest:
@@ -109,6 +158,25 @@ def _moved(ref: Reference, now: str, platform_digest: str = "", wanted: object =
     return f"{ref}: tag {ref.tag!r} now points to {now}{also}, not to the pinned {ref.digest}"
 
 
+def check_diff_ids(manifest: ImageManifest, config: ImageConfig, where: str) -> None:
+    """One well-formed ``diff_id`` per layer (zstd layers are checked against theirs)."""
+    if len(config.diff_ids) != len(manifest.layers):
+        raise VerificationError(
+            f"{where}: the manifest lists {len(manifest.layers)} layers but the config "
+            f"{len(config.diff_ids)} diff_ids"
+        )
+    for diff_id in config.diff_ids:
+        algo, _, hexpart = diff_id.partition(":")
+        if (
+            algo != "sha256"
+            or len(hexpart) != DIGEST_LENGTHS["sha256"]
+            or not all(c in "0123456789abcdef" for c in hexpart)
+        ):
+            raise VerificationError(
+                f"{where}: the config lists {printable(diff_id)!r} as a diff_id"
+            )
+
+
 @contextmanager
 def locked(root: Path) -> Iterator[Dir]:
     """The output directory, open and locked: a second run would fight over partial files."""
@@ -120,8 +188,17 @@ def locked(root: Path) -> Iterator[Dir]:
         yield folder
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One blob to make present: its descriptor, where it comes from, how it is stored."""
+
+    image: Resolved
+    desc: Descriptor
+    diff_id: str = ""
+
+
 class Freezer:
-    """Runs one freeze: resolution, parallel verified downloads, layout."""
+    """Runs one freeze: resolution, configs, parallel verified downloads, layout."""
 
     def __init__(
         self,
@@ -133,6 +210,7 @@ class Freezer:
         log: Log,
         progress: Progress,
         cancel: threading.Event,
+        output_format: str = "docker",
     ) -> None:
         self.root = root
         self.wanted = wanted
@@ -141,25 +219,33 @@ class Freezer:
         self.log = log
         self.progress = progress
         self.cancel = cancel
+        self.format = output_format
+        self.tally = Tally(log)
 
-    def run(self, pairs: list[tuple[Reference, Registry]]) -> Summary:
+    def run(self, pairs: list[tuple[Reference, Sources]]) -> Summary:
         started = time.monotonic()
         with locked(self.root) as root:
-            existing = read_manifest(root)
+            existing = read_index(root) if self.format == "oci" else read_manifest(root)
             store = BlobStore(root)
-            images = [self._resolve(ref, registry) for ref, registry in pairs]
-            summary = self._fetch_all(store, images)
-            layout = [self._layout_image(store, image) for image in images]
-            summary.entries = write_layout(root, existing, layout)
+            images = [self._resolve(ref, sources) for ref, sources in pairs]
+            summary = Summary()
+            configs = self._configs(store, images, summary)
+            self._run(store, self._layer_jobs(images, configs), summary)
+            if self.format == "oci":
+                summary.entries = write_oci(root, existing, self._oci_images(store, images))
+            else:
+                layout = [self._layout_image(image, configs) for image in images]
+                summary.entries = write_layout(root, existing, layout)
             # Partial files left by cancelled downloads of earlier runs: done with them.
             # (rmtree with dir_fd never follows a symlink, at the top or inside.)
             shutil.rmtree(INCOMPLETE, ignore_errors=True, dir_fd=root.fd)
         summary.images = len(images)
+        summary.sources = dict(self.tally.received)
         summary.seconds = time.monotonic() - started
         return summary
 
-    def _resolve(self, ref: Reference, registry: Registry) -> Resolved:
-        resolved = resolve(registry, ref, self.wanted)
+    def _resolve(self, ref: Reference, sources: Sources) -> Resolved:
+        resolved = resolve(sources, self.tally, ref, self.wanted)
         self.log.info(
             f"{ref}: {resolved.digest} ({len(resolved.manifest.layers)} layers)",
             image=str(ref),
@@ -168,26 +254,41 @@ class Freezer:
         )
         return resolved
 
-    def _fetch_all(self, store: BlobStore, images: list[Resolved]) -> Summary:
-        """Every distinct blob once, configs included, ``jobs`` at a time."""
-        wanted: dict[str, tuple[Resolved, Descriptor]] = {}
+    def _configs(
+        self, store: BlobStore, images: list[Resolved], summary: Summary
+    ) -> dict[str, ImageConfig]:
+        """Every image's config, fetched and checked before any layer is."""
+        jobs = {i.manifest.config.digest: _Job(i, i.manifest.config) for i in images}
+        self._run(store, list(jobs.values()), summary)
+        configs: dict[str, ImageConfig] = {}
         for image in images:
-            for desc in (image.manifest.config, *image.manifest.layers):
-                wanted.setdefault(desc.digest, (image, desc))
-        for _image, desc in wanted.values():
-            self.progress.expect(desc.digest, desc.size)
-        summary = Summary(blobs=len(wanted))
+            where = str(image.ref)
+            manifest = image.manifest
+            config = parse_config(store.read(manifest.config.digest, MAX_CONFIG_BYTES), where)
+            check_diff_ids(manifest, config, where)
+            if not image.from_index and not self.wanted.matches(config.platform):
+                message = printable(f"{where}: image is for {config.platform}, not {self.wanted}")
+                if self.platform_explicit:
+                    raise VerificationError(message)
+                self.log.warning(message, image=where)
+            configs[manifest.config.digest] = config
+        return configs
+
+    def _layer_jobs(self, images: list[Resolved], configs: dict[str, ImageConfig]) -> list[_Job]:
+        """Every distinct layer once (a zstd layer also needs its ``diff_id``)."""
+        jobs: dict[str, _Job] = {}
+        for image in images:
+            diff_ids = configs[image.manifest.config.digest].diff_ids
+            for desc, diff_id in zip(image.manifest.layers, diff_ids, strict=True):
+                jobs.setdefault(desc.digest, _Job(image, desc, diff_id if is_zstd(desc) else ""))
+        return list(jobs.values())
+
+    def _run(self, store: BlobStore, jobs: list[_Job], summary: Summary) -> None:
+        """Run ``jobs`` in parallel (``self.jobs`` at a time), adding up what they did."""
+        for job in jobs:
+            self.progress.expect(job.desc.digest, job.desc.size)
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="blob")
-        futures: list[Future[Outcome]] = [
-            pool.submit(
-                store.fetch,
-                image.registry,
-                image.ref.repository,
-                desc,
-                self.progress.update,
-            )
-            for image, desc in wanted.values()
-        ]
+        futures = [pool.submit(self._fetch(store, job)) for job in jobs]
         try:
             self._wait(futures)
         except BaseException:
@@ -195,22 +296,33 @@ class Freezer:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            self.progress.close()
+            self.progress.pause()
         for future in futures:
             outcome = future.result()
             self.log.debug(
-                f"{outcome.digest}: {'already present' if outcome.reused else 'downloaded'}",
+                f"{outcome.digest}: "
+                + ("already present" if outcome.reused else f"downloaded from {outcome.source}"),
                 blob=outcome.digest,
                 size=outcome.size,
                 downloaded=outcome.downloaded,
+                source=outcome.source or None,
             )
+            summary.blobs += 1
             if outcome.reused:
                 summary.reused_blobs += 1
                 summary.reused_bytes += outcome.size
             else:
                 summary.downloaded_blobs += 1
                 summary.downloaded_bytes += outcome.downloaded
-        return summary
+
+    def _fetch(self, store: BlobStore, job: _Job) -> Callable[[], Outcome]:
+        """What a worker runs for one job: plain, zstd checked (OCI) or unpacked (docker)."""
+        image, desc, progress = job.image, job.desc, self.progress.update
+        sources, repository = image.sources, image.ref.repository
+        if not job.diff_id:
+            return lambda: store.fetch(sources, self.tally, repository, desc, progress)
+        zstd = fetch_zstd if self.format == "oci" else unpack_zstd
+        return lambda: zstd(store, sources, self.tally, repository, desc, job.diff_id, progress)
 
     def _wait(self, futures: list[Future[Outcome]]) -> None:
         """Wait for all; on the first failure cancel the others and raise that failure."""
@@ -220,26 +332,30 @@ class Freezer:
             wait(futures)
             raise _first_error(futures)
 
-    def _layout_image(self, store: BlobStore, image: Resolved) -> LayoutImage:
+    def _layout_image(self, image: Resolved, configs: dict[str, ImageConfig]) -> LayoutImage:
         manifest = image.manifest
-        where = str(image.ref)
-        config = parse_config(store.read(manifest.config.digest, MAX_CONFIG_BYTES), where)
-        if len(config.diff_ids) != len(manifest.layers):
-            raise VerificationError(
-                f"{where}: the manifest lists {len(manifest.layers)} layers but the config "
-                f"{len(config.diff_ids)} diff_ids"
-            )
-        if not image.from_index and not self.wanted.matches(config.platform):
-            message = printable(f"{where}: image is for {config.platform}, not {self.wanted}")
-            if self.platform_explicit:
-                raise VerificationError(message)
-            self.log.warning(message, image=where)
+        diff_ids = configs[manifest.config.digest].diff_ids
         tags = (image.ref.repo_tag,) if image.ref.repo_tag else ()
         return LayoutImage(
-            store.relpath(manifest.config.digest),
-            tuple(store.relpath(layer.digest) for layer in manifest.layers),
+            relpath(manifest.config.digest),
+            tuple(
+                layer_path(layer, diff_id, unpacked=True)
+                for layer, diff_id in zip(manifest.layers, diff_ids, strict=True)
+            ),
             tags,
         )
+
+    def _oci_images(self, store: BlobStore, images: list[Resolved]) -> list[OciImage]:
+        """The manifests as blobs (the registry's bytes), and the names they carry."""
+        found = []
+        for image in images:
+            store.put(image.digest, image.body)
+            ref = image.ref
+            names: tuple[tuple[str, str], ...] = ()
+            if ref.tag and ref.repo_tag:
+                names = ((ref.repo_tag, f"{ref.registry}/{ref.repository}:{ref.tag}"),)
+            found.append(OciImage(image.digest, len(image.body), image.media_type, names))
+        return found
 
 
 def _first_error(futures: list[Future[Outcome]]) -> BaseException:

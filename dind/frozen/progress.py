@@ -51,7 +51,8 @@ class Progress:
                 self._ticker.start()
 
     def _tick(self) -> None:
-        while not self._stop.wait(INTERVAL):
+        stop = self._stop
+        while not stop.wait(INTERVAL):
             with self._lock:
                 if self.enabled:
                     self._draw()
@@ -83,12 +84,20 @@ class Progress:
             self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
             self._drawn = 0
 
-    def close(self) -> None:
+    def pause(self) -> None:
+        """Stop drawing and clear the block (log records may follow); ``update`` resumes."""
         self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join()
+        ticker = self._ticker
+        if ticker is not None:
+            ticker.join()
         with self._lock:
             if self.enabled:
                 self._clear()
                 self.stream.flush()
+            self._ticker = None
+            self._stop = threading.Event()
+
+    def close(self) -> None:
+        self.pause()
+        with self._lock:
             self.enabled = False

@@ -67,6 +67,11 @@ class Reference:
         return text
 
 
+def valid_host(text: str) -> bool:
+    """True for a registry host as the reference grammar has it: ``host[:port]``."""
+    return _HOST.fullmatch(text) is not None
+
+
 def parse_digest(text: str) -> str:
     """Check ``algo:hex`` (sha256 or sha512, lower-case hex) and return it unchanged."""
     algo, sep, hexpart = text.partition(":")

@@ -1,8 +1,15 @@
-"""A registry HTTP API v2 client: manifests, blobs, Bearer token auth, retries.
+"""A registry HTTP API v2 client: manifests, blobs, Basic and Bearer auth, retries.
 
 HTTP goes through httpx (connection pooling, redirects that drop ``Authorization``
 when they leave the registry's origin, e.g. for a CDN). One ``Registry`` serves
 every download thread.
+
+Auth follows the registry's ``WWW-Authenticate``: ``Basic`` sends the credentials
+(from then on with every request); ``Bearer`` fetches a token per repository scope
+from its realm (anonymously, with the credentials as Basic auth, or by POSTing an
+identity token as an OAuth2 refresh token), renewed when a request gets 401 again.
+Credentials and tokens are registered with ``redact``; credentials never go to a
+plain-HTTP token realm of an HTTPS registry.
 
 Nothing the registry sends is read without a bound: manifests, tokens and error
 bodies go through ``read_body`` (blobs are streamed to disk, bounded by their
@@ -19,12 +26,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
 from dind.errors import UsageError
-from dind.frozen.auth import TokenCache, parse_challenge, pull_scope
-from dind.frozen.errors import FreezeError, RegistryError, printable
+from dind.frozen import redact
+from dind.frozen.auth import Challenge, TokenCache, parse_challenge, pull_scope
+from dind.frozen.credentials import Credentials
+from dind.frozen.errors import AuthError, FreezeError, RegistryError, printable
 from dind.frozen.jsondoc import parse_json
 from dind.frozen.manifest import ACCEPT, MAX_MANIFEST_BYTES
 from dind.frozen.reference import DOCKER_HUB, DOCKER_HUB_ENDPOINT
@@ -101,6 +111,11 @@ def error_detail(response: httpx.Response) -> str:
     return printable(text)[:500] or response.reason_phrase
 
 
+def host_of(endpoint: str) -> str:
+    """``host[:port]`` of an endpoint URL: what credentials are stored under."""
+    return urlsplit(endpoint).netloc
+
+
 class Registry:
     """One registry endpoint; safe to share between threads."""
 
@@ -110,12 +125,20 @@ class Registry:
         client: httpx.Client,
         policy: RetryPolicy,
         cancel: threading.Event | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.client = client
         self.policy = policy
         self.cancel = cancel or threading.Event()
+        self.credentials = credentials
         self.tokens = TokenCache()
+        self.basic = False
+        """Set once the registry asked for Basic auth: the credentials go with every request."""
+
+    @property
+    def host(self) -> str:
+        return host_of(self.endpoint)
 
     def get_manifest(self, repository: str, reference: str) -> Fetched:
         """GET a manifest by tag or digest, with retries; the digest is computed here."""
@@ -155,28 +178,71 @@ class Registry:
         return response
 
     def send(self, repository: str, url: str, headers: dict[str, str], what: str) -> httpx.Response:
-        """Send a streaming GET, answering one Bearer challenge; errors become typed ones."""
+        """Send a streaming GET, answering the registry's auth challenge; errors become typed."""
         scope = pull_scope(repository)
         for renewed in (False, True):
-            token = self.tokens.get(scope)
-            sent = dict(headers, Authorization=f"Bearer {token}") if token else headers
+            token = None if self.basic else self.tokens.get(scope)
+            auth = self._basic() if self.basic else f"Bearer {token}" if token else ""
+            sent = dict(headers, Authorization=auth) if auth else headers
             response = self.get(url, sent, what)
-            if response.status_code != 401 or renewed:
+            if response.status_code != 401:
                 return response
             challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+            detail = error_detail(response)
             response.close()
-            if challenge.scheme != "bearer" or "realm" not in challenge.params:
-                return self._refused(url, what, challenge.scheme)
-            self.tokens.drop(scope, token)
-            self._fetch_token(challenge.params, scope)
+            if renewed or (self.basic and challenge.scheme == "basic"):
+                raise AuthError(self._failed(f"{url} answered 401 ({detail})"), 401)
+            if challenge.scheme == "basic":
+                self._use_basic(url, detail)
+            elif challenge.scheme == "bearer" and "realm" in challenge.params:
+                self.tokens.drop(scope, token)
+                self._fetch_token(challenge, scope)
+            else:
+                raise AuthError(
+                    f"{self.host}: {url} answered 401 ({detail}) without a challenge this tool "
+                    f"knows ({printable(challenge.scheme) or 'none'}; Basic and Bearer are)",
+                    401,
+                )
         raise AssertionError("unreachable")
 
+    def _basic(self) -> str:
+        assert self.credentials is not None
+        return self.credentials.basic_value()
+
+    def _use_basic(self, url: str, detail: str) -> None:
+        creds = self.credentials
+        if creds is None or not creds.password:
+            raise AuthError(self._needs(f"{url} asks for Basic auth ({detail})"), 401)
+        self.basic = True
+
+    def _needs(self, what: str) -> str:
+        return (
+            f"{self.host}: {what}; give credentials with --auth-file (docker's config.json) "
+            "or --username and --password-stdin"
+        )
+
+    def _failed(self, what: str) -> str:
+        creds = self.credentials
+        if creds is None:
+            return self._needs(what)
+        who = f"user {creds.username!r}" if creds.username else "an identity token"
+        return f"{self.host}: authentication failed for {who} (from {creds.origin}): {what}"
+
     def get(
-        self, url: str, headers: dict[str, str], what: str, params: dict[str, str] | None = None
+        self,
+        url: str,
+        headers: dict[str, str],
+        what: str,
+        params: dict[str, str] | None = None,
+        form: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """A streaming GET; redirects are followed without reading their bodies."""
+        """A streaming GET (a POST with ``form``); redirects are followed without reading
+        their bodies."""
         try:
-            request = self.client.build_request("GET", url, headers=headers, params=params)
+            method = "POST" if form is not None else "GET"
+            request = self.client.build_request(
+                method, url, headers=headers, params=params, data=form
+            )
             for _ in range(MAX_REDIRECTS + 1):
                 response = self.client.send(request, stream=True, follow_redirects=False)
                 if response.next_request is None:
@@ -191,24 +257,41 @@ class Registry:
             raise RegistryError(f"{what}: {describe(err)}") from None
         raise RegistryError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
-    def _refused(self, url: str, what: str, scheme: str) -> httpx.Response:
-        how = f"{scheme.title()} auth" if scheme else "credentials"
-        raise RegistryError(
-            f"{what}: 401 Unauthorized from {url}: the registry wants {how}; "
-            "only anonymous pulls are supported",
-            401,
-        )
-
-    def _fetch_token(self, params: dict[str, str], scope: str) -> None:
+    def _fetch_token(self, challenge: Challenge, scope: str) -> None:
+        """A token for ``scope`` from the challenge's realm, with the credentials if any."""
+        params = challenge.params
+        realm = params["realm"]
         query = {"scope": scope}
         if "service" in params:
             query["service"] = params["service"]
-        realm = params["realm"]
+        creds = self.credentials
+        if creds is not None and realm.startswith("http://") and self.endpoint.startswith("https"):
+            raise AuthError(
+                f"{self.host}: the token realm {realm} is plain HTTP; not sending credentials",
+                401,
+            )
         what = f"token from {realm}"
+        headers: dict[str, str] = {}
+        form: dict[str, str] | None = None
+        if creds is not None and creds.identity_token:
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": creds.identity_token,
+                "client_id": USER_AGENT,
+                **query,
+            }
+        elif creds is not None and creds.password:
+            headers["Authorization"] = creds.basic_value()
+            if creds.username:
+                query["account"] = creds.username
 
         def once() -> None:
-            response = self.get(realm, {}, what, params=query)
+            response = self.get(realm, headers, what, params=None if form else query, form=form)
             try:
+                if response.status_code in (401, 403):
+                    detail = error_detail(response)
+                    answer = f"the token server {realm} answered {response.status_code} ({detail})"
+                    raise AuthError(self._failed(answer), response.status_code)
                 self.check(response, what)
                 body = read_body(response, MAX_TOKEN_BYTES, what)
             except httpx.TransportError as err:
@@ -216,6 +299,7 @@ class Registry:
             finally:
                 response.close()
             token, expires = parse_token(body, what)
+            redact.register(token)
             self.tokens.put(scope, token, expires)
 
         self.with_retries(once)
@@ -267,6 +351,7 @@ def parse_token(body: bytes, what: str) -> tuple[str, float]:
     token = doc.get("token") or doc.get("access_token")
     if not isinstance(token, str) or not _TOKEN.fullmatch(token):
         raise RegistryError(f"{what}: the answer holds no token")
+    redact.register(token)
     expires = doc.get("expires_in")
     if not isinstance(expires, int | float) or not math.isfinite(expires) or expires <= 0:
         expires = 60.0
@@ -283,11 +368,42 @@ def describe(err: Exception) -> str:
     return text
 
 
-def make_client(timeout: float) -> httpx.Client:
+def make_client(timeout: float, jobs: int = 4) -> httpx.Client:
     """The shared HTTP client: keep-alive pool sized for the jobs (redirects: ``get``)."""
+    limits = httpx.Limits(max_connections=max(32, 2 * jobs), max_keepalive_connections=16)
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
         # Bodies as sent, so a bound on bytes read is a bound on memory.
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        limits=limits,
+        transport=_LazyTLS(limits),
     )
+
+
+class _LazyTLS(httpx.BaseTransport):
+    """Plain HTTP at once; HTTPS through a verifying transport made on first use.
+
+    Loading the CA bundle costs 0.1-0.2 s here, a third of a run from a loopback
+    registry; runs that never speak TLS (local registries, mirrors) skip it.
+    """
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        self._limits = limits
+        # verify=False only spares loading CAs: this transport never sees https URLs.
+        self._plain = httpx.HTTPTransport(limits=limits, verify=False)
+        self._tls: httpx.HTTPTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme != "https":
+            return self._plain.handle_request(request)
+        with self._lock:
+            if self._tls is None:
+                self._tls = httpx.HTTPTransport(limits=self._limits)
+            tls = self._tls
+        return tls.handle_request(request)
+
+    def close(self) -> None:
+        self._plain.close()
+        if self._tls is not None:
+            self._tls.close()

@@ -7,6 +7,7 @@ docker.io and docker-registry with apt when missing; without root they skip.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -34,6 +35,13 @@ class Run:
     def errors(self) -> list[str]:
         """The error records: a failed run must say what failed in exactly one."""
         return [line for line in self.lines if line.startswith("dind-frozen-images: error: ")]
+
+
+def partial(root: Path, digest: str, source_url: str) -> Path:
+    """Where a partial download of ``digest`` from ``source_url`` lives in a store
+    (each source has its own: see dind.frozen.blobs)."""
+    tag = hashlib.sha256(source_url.encode()).hexdigest()[:16]
+    return root / ".incomplete" / f"{digest.replace(':', '-')}.{tag}"
 
 
 @pytest.fixture

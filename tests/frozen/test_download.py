@@ -23,7 +23,7 @@ import pytest
 from dind.frozen.manifest import DOCKER_MANIFEST
 from dind.frozen.progress import Progress
 from tests.frozen import images
-from tests.frozen.conftest import Run
+from tests.frozen.conftest import Run, partial
 from tests.frozen.server import Fault, RegistryServer, sha256
 
 Freeze = Callable[..., Run]
@@ -165,7 +165,7 @@ def test_corrupt_blob_is_refetched_never_accepted(
     assert f"blob {TOP.digest}: digest mismatch: the registry sent sha256:" in run.err
     assert not (out / "manifest.json").exists()
     assert not (out / "blobs/sha256" / TOP.digest[7:]).exists()
-    assert not (out / ".incomplete" / f"sha256-{TOP.digest[7:]}").exists()
+    assert not partial(out, TOP.digest, hub.url).exists()
 
 
 def test_failed_run_resumes_on_rerun(hub: RegistryServer, freeze: Freeze, tmp_path: Path) -> None:
@@ -174,7 +174,7 @@ def test_failed_run_resumes_on_rerun(hub: RegistryServer, freeze: Freeze, tmp_pa
     assert run.status == 1
     assert "after 300000 of" in run.err and "gave up after 1 attempts" in run.err
     assert not (tmp_path / "manifest.json").exists()
-    assert (tmp_path / ".incomplete" / f"sha256-{BASE.digest[7:]}").stat().st_size == 300_000
+    assert partial(tmp_path, BASE.digest, hub.url).stat().st_size == 300_000
     hub.faults.clear()
     hub.requests.clear()
     assert freeze(tmp_path, "base", "--registry", hub.url, *FAST).status == 0
@@ -207,8 +207,8 @@ def test_finished_partial_is_renamed_without_download(
     hub: RegistryServer, freeze: Freeze, tmp_path: Path
 ) -> None:
     (tmp_path / ".incomplete").mkdir()
-    (tmp_path / ".incomplete" / f"sha256-{BASE.digest[7:]}").write_bytes(BASE.blob)
-    (tmp_path / ".incomplete" / f"sha256-{'0' * 64}").write_bytes(b"stale, from another run")
+    partial(tmp_path, BASE.digest, hub.url).write_bytes(BASE.blob)
+    partial(tmp_path, f"sha256:{'0' * 64}", hub.url).write_bytes(b"stale, from another run")
     assert freeze(tmp_path, "base", "--registry", hub.url, *FAST).status == 0
     assert hub.blob_gets(BASE.digest) == []
     check_layout(tmp_path)
@@ -350,8 +350,9 @@ def test_auth_refused(freeze: Freeze, tmp_path: Path) -> None:
         run = freeze(tmp_path, f"{server.hostport}/library/app:1.0", *FAST)
         assert run.status == 1
         assert run.errors == [
-            f"dind-frozen-images: error: token from {server.url}/token: not found or access denied "
-            "(401 INJECTED: injected fault)"
+            f"dind-frozen-images: error: {server.hostport}: the token server {server.url}/token "
+            "answered 401 (INJECTED: injected fault); give credentials with --auth-file "
+            "(docker's config.json) or --username and --password-stdin"
         ]
 
 

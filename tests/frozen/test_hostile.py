@@ -20,7 +20,7 @@ import pytest
 
 from dind.frozen.manifest import DOCKER_MANIFEST, MAX_CONFIG_BYTES
 from tests.frozen import images
-from tests.frozen.conftest import Run
+from tests.frozen.conftest import Run, partial
 from tests.frozen.server import Fault, RegistryServer
 from tests.frozen.test_download import APP_IMG, BASE, BASE_IMG, FAST, TOP, check_layout
 
@@ -98,8 +98,8 @@ def test_planted_partial_link_or_hard_link_is_not_written_through(
     the file it is linked to (symbolic or hard link)."""
     out = tmp_path / "out"
     (out / ".incomplete").mkdir(parents=True)
-    (out / ".incomplete" / f"sha256-{BASE.digest[7:]}").symlink_to(victim)
-    os.link(victim, out / ".incomplete" / f"sha256-{BASE_IMG.config_digest[7:]}")
+    partial(out, BASE.digest, hub.url).symlink_to(victim)
+    os.link(victim, partial(out, BASE_IMG.config_digest, hub.url))
     run = freeze(out, "base", "--registry", hub.url, *FAST)
     assert run.status == 0, run.err
     assert victim.read_bytes() == PRECIOUS
@@ -143,7 +143,7 @@ def test_planted_fifo_does_not_hang_the_run(hub: RegistryServer, tmp_path: Path)
     O_NONBLOCK and must be regular."""
     os.mkfifo(tmp_path / "manifest.json")
     (tmp_path / ".incomplete").mkdir()
-    os.mkfifo(tmp_path / ".incomplete" / f"sha256-{BASE.digest[7:]}")
+    os.mkfifo(partial(tmp_path, BASE.digest, hub.url))
     status, err, peak = run_bounded(tmp_path, "base", "--registry", hub.url, *FAST)
     assert_one_line_exit_1(status, err, peak, f"{tmp_path / 'manifest.json'} is not a regular")
     (tmp_path / "manifest.json").unlink()

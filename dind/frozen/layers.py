@@ -1,0 +1,155 @@
+"""zstd layers: checked against the ``diff_id`` the config lists, unpacked for old engines.
+
+A gzip layer is kept as the registry serves it: its digest is checked here, its
+``diff_id`` by ``docker load`` (which unpacks it anyway). A zstd layer
+(``application/vnd.oci.image.layer.v1.tar+zstd``) is decompressed here, as a
+stream, and the digest of the tar it holds must be the config's ``diff_id``: in
+the OCI output it then stays zstd; in the ``docker load`` output it is stored as
+that uncompressed tar (named by its ``diff_id``), which every engine loads, where
+Debian 12's Docker 20.10 refuses zstd (tests/frozen/test_zstd.py shows it).
+
+Decompression uses the ``zstandard`` package (the ``frozen-images`` extra), with
+zstd's default window limit, so a hostile frame cannot demand more than 128 MiB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from dind.frozen.blobs import (
+    CHUNK,
+    INCOMPLETE,
+    BlobStore,
+    ByteCounter,
+    Outcome,
+    os_message,
+    relpath,
+)
+from dind.frozen.errors import FreezeError, StoreError, VerificationError
+from dind.frozen.manifest import Descriptor
+from dind.frozen.sources import Sources, Tally
+
+ZSTD_LAYERS = (
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+)
+MAX_WINDOW = 1 << 27
+"""zstd's default decoder window limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT): 128 MiB."""
+
+
+def is_zstd(desc: Descriptor) -> bool:
+    return desc.media_type in ZSTD_LAYERS
+
+
+def tar_digest(fd: int, layer: str, out: int | None = None) -> str:
+    """``sha256:`` of the tar a zstd stream (read from ``fd``) holds; also written to ``out``."""
+    try:
+        import zstandard
+    except ImportError:  # pragma: no cover - the extra installs it
+        raise FreezeError(
+            f"layer {layer} is zstd: that needs the zstandard package "
+            "(pip install 'dind[frozen-images]')"
+        ) from None
+    hasher = hashlib.sha256()
+    decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+    try:
+        with (
+            open(fd, "rb", closefd=False) as src,
+            decompressor.stream_reader(src, read_size=CHUNK, read_across_frames=True) as reader,
+        ):
+            while chunk := reader.read(CHUNK):
+                hasher.update(chunk)
+                if out is not None:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(out, view) :]
+    except zstandard.ZstdError as err:
+        raise VerificationError(f"layer {layer}: not a valid zstd stream ({err})") from None
+    return f"sha256:{hasher.hexdigest()}"
+
+
+def _mismatch(desc: Descriptor, actual: str, diff_id: str) -> VerificationError:
+    return VerificationError(
+        f"layer {desc.digest}: its uncompressed content is {actual}, the image config "
+        f"lists {diff_id}"
+    )
+
+
+def fetch_zstd(
+    store: BlobStore,
+    sources: Sources,
+    tally: Tally,
+    repository: str,
+    desc: Descriptor,
+    diff_id: str,
+    progress: ByteCounter,
+) -> Outcome:
+    """The zstd layer in ``blobs/`` (OCI output), its tar checked against ``diff_id`` first."""
+    fd = store.open_verified(desc.digest, desc.size)
+    landed = None
+    if fd is not None:
+        progress(desc.digest, desc.size)
+        outcome = Outcome(desc.digest, desc.size, 0, reused=True)
+    else:
+        landed = store.download(sources, tally, repository, desc, progress)
+        fd, outcome = landed.fd, landed.outcome
+    try:
+        actual = tar_digest(fd, desc.digest)
+    finally:
+        os.close(fd)
+    if actual != diff_id:
+        if landed is not None:
+            store.discard(landed.name)
+        raise _mismatch(desc, actual, diff_id)
+    if landed is not None:
+        store.commit(landed.name, desc.digest)
+    return outcome
+
+
+def unpack_zstd(
+    store: BlobStore,
+    sources: Sources,
+    tally: Tally,
+    repository: str,
+    desc: Descriptor,
+    diff_id: str,
+    progress: ByteCounter,
+) -> Outcome:
+    """The zstd layer's tar in ``blobs/`` under its ``diff_id`` (the ``docker load`` output).
+
+    The zstd blob is downloaded (verified) into ``.incomplete``, unpacked next to it
+    while the tar is hashed, and removed once the tar is in place.
+    """
+    present = store.open_verified(diff_id, None)
+    if present is not None:
+        os.close(present)
+        progress(desc.digest, desc.size)
+        return Outcome(desc.digest, desc.size, 0, reused=True)
+    landed = store.download(sources, tally, repository, desc, progress)
+    algo, _, hexpart = diff_id.partition(":")
+    tmp = f"{algo}-{hexpart}.tar"
+    try:
+        with store.root.ensure(INCOMPLETE) as scratch:
+            out = scratch.create(tmp)
+            try:
+                actual = tar_digest(landed.fd, desc.digest, out)
+                os.fsync(out)
+            except OSError as err:
+                err.filename = str(scratch.path / tmp)
+                raise StoreError(os_message(err)) from None
+            finally:
+                os.close(out)
+            if actual != diff_id:
+                scratch.unlink(tmp)
+                raise _mismatch(desc, actual, diff_id)
+    finally:
+        os.close(landed.fd)
+    store.commit(tmp, diff_id)
+    store.discard(landed.name)
+    return landed.outcome
+
+
+def layer_path(desc: Descriptor, diff_id: str, unpacked: bool) -> str:
+    """Where the layout points for a layer: its tar when zstd was unpacked, else the blob."""
+    return relpath(diff_id) if unpacked and is_zstd(desc) else relpath(desc.digest)
