@@ -36,12 +36,12 @@ from dind.frozen.manifest import (
     parse_manifest,
     select_platform,
 )
-from dind.frozen.ocilayout import OciImage, read_index, write_oci
+from dind.frozen.ocilayout import OciImage, oci_manifest, read_index, write_oci
 from dind.frozen.outdir import Dir
 from dind.frozen.platform import Platform
 from dind.frozen.progress import Progress
 from dind.frozen.reference import DIGEST_LENGTHS, Reference
-from dind.frozen.registry import Cancelled, Fetched
+from dind.frozen.registry import Cancelled, Fetched, digest_of
 from dind.frozen.sources import Lie, Source, Sources, Tally, first_answer
 from dind.log import Log
 
@@ -346,15 +346,17 @@ class Freezer:
         )
 
     def _oci_images(self, store: BlobStore, images: list[Resolved]) -> list[OciImage]:
-        """The manifests as blobs (the registry's bytes), and the names they carry."""
+        """The manifests as blobs (in OCI form), and the names they carry."""
         found = []
         for image in images:
-            store.put(image.digest, image.body)
+            body, media_type = oci_manifest(image.body, image.media_type)
+            digest = digest_of(body) if body is not image.body else image.digest
+            store.put(digest, body)
             ref = image.ref
             names: tuple[tuple[str, str], ...] = ()
             if ref.tag and ref.repo_tag:
                 names = ((ref.repo_tag, f"{ref.registry}/{ref.repository}:{ref.tag}"),)
-            found.append(OciImage(image.digest, len(image.body), image.media_type, names))
+            found.append(OciImage(digest, len(body), media_type, names))
         return found
 
 

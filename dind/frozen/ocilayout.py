@@ -1,11 +1,16 @@
 """The OCI image layout (``--format oci``): ``oci-layout``, ``index.json``, ``blobs/``.
 
-Each tag is one descriptor in ``index.json`` pointing at the image's manifest (the
-bytes the registry served, so its digest is the registry's), annotated with
+Each tag is one descriptor in ``index.json`` pointing at the image's manifest,
+annotated with
 ``org.opencontainers.image.ref.name`` (the name ``docker save`` would list, e.g.
 ``debian:bookworm``: what ``skopeo inspect oci:DIR:debian:bookworm`` looks up)
 and ``io.containerd.image.name`` (the full name, for containerd and newer engines'
 ``docker load``). A digest-only reference gets a descriptor without names.
+An OCI manifest is kept as the registry served it (same digest); a Docker schema 2
+manifest is rewritten as the OCI manifest it is equivalent to, media types mapped,
+everything else kept (as ``skopeo copy docker://... oci:...`` does; skopeo and
+containerd ignore an index entry whose media type is Docker's), so its digest
+changes.
 
 As with ``manifest.json``, merging is pure and an existing ``index.json`` is checked
 before anything is downloaded; ``oci-layout`` is written before ``index.json``,
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 from dind.frozen.errors import StoreError
 from dind.frozen.jsondoc import parse_json
 from dind.frozen.layout import MAX_LAYOUT_BYTES
-from dind.frozen.manifest import INDEX_TYPES, MANIFEST_TYPES
+from dind.frozen.manifest import DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES, OCI_MANIFEST
 from dind.frozen.outdir import Dir
 from dind.frozen.reference import DIGEST_LENGTHS
 
@@ -31,6 +36,32 @@ LAYOUT_VERSION = "1.0.0"
 REF_NAME = "org.opencontainers.image.ref.name"
 IMAGE_NAME = "io.containerd.image.name"
 OCI_INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+
+
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DOCKER_TO_OCI = {
+    "application/vnd.docker.container.image.v1+json": OCI_CONFIG,
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": (
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    ),
+    "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": (
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    ),
+}
+
+
+def oci_manifest(body: bytes, media_type: str) -> tuple[bytes, str]:
+    """The manifest as the OCI layout stores it: OCI bytes unchanged; a Docker schema 2
+    manifest as its OCI equivalent (the caller parsed it already, so it is valid)."""
+    if media_type != DOCKER_MANIFEST:
+        return body, media_type
+    doc = parse_json(body)
+    assert isinstance(doc, dict)
+    doc["mediaType"] = OCI_MANIFEST
+    for desc in [doc["config"], *doc["layers"]]:
+        desc["mediaType"] = DOCKER_TO_OCI.get(desc.get("mediaType", ""), desc.get("mediaType"))
+    return json.dumps(doc, indent=None, separators=(",", ":")).encode(), OCI_MANIFEST
 
 
 @dataclass(frozen=True)

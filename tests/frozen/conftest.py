@@ -1,8 +1,10 @@
 """Fixtures for the frozen-images tests: the fault-injecting test registry, a real
-``docker-registry`` on loopback, private docker daemons, and a CLI runner.
+``docker-registry`` on loopback (open, behind htpasswd, behind a token server), and
+a CLI runner.
 
 The real registry and docker tests run for real as root (CI is root), installing
-docker.io and docker-registry with apt when missing; without root they skip.
+docker.io, docker-registry, skopeo and apache2-utils (htpasswd) with apt when
+missing; without root they skip.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +21,20 @@ import pytest
 
 from dind.frozen.cli import main
 from tests.frozen.server import RegistryServer
+from tests.frozen.tokens import TokenIssuer
 from tests.support.dockerd import ensure_engine
 from tests.support.registry import REGISTRY_BIN, LocalRegistry, run_registry
+
+USER = "alice"
+PASSWORD = "s3cret-Pa55-for-frozen-tests"
+"""The one login of the protected registries; tests look for it in every output."""
 
 
 @dataclass
 class Run:
     status: int
     err: str
+    out: str = ""
 
     @property
     def lines(self) -> list[str]:
@@ -51,7 +60,8 @@ def freeze(capsys: pytest.CaptureFixture[str]) -> Iterator[object]:
     def run(*args: str | Path) -> Run:
         capsys.readouterr()
         status = main([str(a) for a in args])
-        return Run(status, capsys.readouterr().err)
+        captured = capsys.readouterr()
+        return Run(status, captured.err, captured.out)
 
     yield run
 
@@ -76,6 +86,63 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
             yield reg
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def need_program(program: str, package: str) -> str:
+    """``program``'s path, installing Debian's ``package`` when it is missing (as CI does)."""
+    found = shutil.which(program)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        pytest.skip(f"{program} missing, and installing {package} needs root (CI is root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    wait = ("-o", "DPkg::Lock::Timeout=300")
+    subprocess.run(["apt-get", *wait, "update", "-q"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["apt-get", *wait, "install", "-y", "-q", "--no-install-recommends", package],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    found = shutil.which(program)
+    assert found, f"{program} still missing after installing {package}"
+    return found
+
+
+@pytest.fixture(scope="session")
+def htpasswd_registry(
+    registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalRegistry]:
+    """The session registry's content behind htpasswd (Basic) auth: alice / PASSWORD."""
+    htpasswd = need_program("htpasswd", "apache2-utils")
+    root = tmp_path_factory.mktemp("htpasswd-registry")
+    users = root / "htpasswd"
+    subprocess.run(
+        [htpasswd, "-Bbc", str(users), USER, PASSWORD], check=True, capture_output=True
+    )
+    auth = f"{{htpasswd: {{realm: dind-test, path: '{users}'}}}}"
+    with run_registry(root, auth=auth, storage=registry.root / "data") as reg:
+        yield reg
+
+
+@dataclass
+class TokenRegistry:
+    registry: LocalRegistry
+    issuer: TokenIssuer
+
+
+@pytest.fixture(scope="session")
+def token_registry(
+    registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TokenRegistry]:
+    """The session registry's content behind token auth: distribution checks the JWTs of
+    a test token server that knows alice / PASSWORD."""
+    root = tmp_path_factory.mktemp("token-registry")
+    with (
+        TokenIssuer(root, {USER: PASSWORD}) as issuer,
+        run_registry(root, auth=issuer.registry_auth(), storage=registry.root / "data") as reg,
+    ):
+        yield TokenRegistry(reg, issuer)
 
 
 @pytest.fixture

@@ -237,9 +237,17 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Accept": self.headers.get("Accept", "*/*")}
         if range_header:
             headers["Range"] = range_header
+        if self.headers.get("Authorization"):
+            headers["Authorization"] = self.headers["Authorization"]
         conn.request("GET", path, headers=headers)
         resp = conn.getresponse()
-        keep = ("Content-Type", "Docker-Content-Digest", "Content-Range", "Accept-Ranges")
+        keep = (
+            "Content-Type",
+            "Docker-Content-Digest",
+            "Content-Range",
+            "Accept-Ranges",
+            "WWW-Authenticate",
+        )
         out = {k: v for k in keep if (v := resp.getheader(k))}
         length = resp.getheader("Content-Length")
 

@@ -31,19 +31,24 @@ def _free_port() -> int:
 
 
 @contextmanager
-def run_registry(root: Path) -> Iterator[LocalRegistry]:
+def run_registry(
+    root: Path, *, auth: str = "", storage: Path | None = None
+) -> Iterator[LocalRegistry]:
     """Start the registry with its storage under ``root``; stop it (by PID) on exit.
 
     Its port is shared with the test daemons' network namespaces (tests.support.netns),
     so they push to and pull from ``127.0.0.1:PORT`` as if they were on this host.
+    ``auth``: the config's ``auth`` section in YAML flow style (htpasswd, token);
+    ``storage``: another registry's data directory, to serve its content.
     """
     port = _free_port()
     config = root / "config.yml"
+    data = storage or root / "data"
     config.write_text(
         "version: 0.1\n"
         "log: {level: error, accesslog: {disabled: true}}\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}'}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}'}}\n" + (f"auth: {auth}\n" if auth else "")
     )
     log_path = root / "registry.log"
     with log_path.open("wb") as log:
@@ -55,7 +60,7 @@ def run_registry(root: Path) -> Iterator[LocalRegistry]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{url}/v2/", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/v2/", timeout=1).status_code in (200, 401):
                     break
             except httpx.TransportError:
                 pass
