@@ -19,7 +19,7 @@ import click
 from dind.errors import DindError, UsageError
 from dind.frozen.errors import printable
 from dind.frozen.platform import host_platform, parse_platform
-from dind.frozen.redact import redact, redact_value
+from dind.frozen.redact import forget, redact, redact_value
 from dind.log import DEBUG, ERROR, INFO, Log
 
 TYPE_CHECKING = False
@@ -274,6 +274,7 @@ def _tty() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command and map every outcome to an exit status."""
+    forget()
     log = RedactingLog(
         ERROR, _format_from(argv if argv is not None else sys.argv[1:]), "dind-frozen-images"
     )

@@ -203,10 +203,11 @@ def read_auth_file(path: Path, *, required: bool) -> bytes | None:
     if fd is None:
         _missing(path, required)
         return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CredentialsError(f"{path}: not a regular file; refusing to read it")
+    os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise CredentialsError(f"{path}: not a regular file; refusing to read it")
-        os.set_blocking(f.fileno(), True)
         data = f.read(MAX_CONFIG_BYTES + 1)
     if len(data) > MAX_CONFIG_BYTES:
         raise CredentialsError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")

@@ -17,6 +17,12 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 
 
+def forget() -> None:
+    """Start a run with no secrets (one run per process; tests run several in one)."""
+    with _lock:
+        _secrets.clear()
+
+
 def register(*values: str) -> None:
     """Remember secrets to mask (empty strings are ignored)."""
     with _lock:

@@ -117,9 +117,7 @@ def htpasswd_registry(
     htpasswd = need_program("htpasswd", "apache2-utils")
     root = tmp_path_factory.mktemp("htpasswd-registry")
     users = root / "htpasswd"
-    subprocess.run(
-        [htpasswd, "-Bbc", str(users), USER, PASSWORD], check=True, capture_output=True
-    )
+    subprocess.run([htpasswd, "-Bbc", str(users), USER, PASSWORD], check=True, capture_output=True)
     auth = f"{{htpasswd: {{realm: dind-test, path: '{users}'}}}}"
     with run_registry(root, auth=auth, storage=registry.root / "data") as reg:
         yield reg

@@ -4,9 +4,10 @@ behind token auth (distribution checks the JWTs of tests/frozen/tokens.py's issu
 Credentials come from a docker ``config.json`` (``auths``), from a credential
 helper it names (a script written here, run through PATH), from
 ``--username --password-stdin``; a refused password is one line naming the
-registry, exit 1. (Renewal of a token the registry stops accepting is shown in
-test_download.py with the test server: distribution accepts expired JWTs for 60 s.) The password (and its Basic header) must appear nowhere: not on
+registry, exit 1. The password (and its Basic header) must appear nowhere: not on
 stdout or stderr, not in JSON logs, not in any file of the output directory.
+(Renewal of a token the registry stops accepting is shown in test_download.py
+with the test server: distribution accepts an expired JWT for 60 s more.)
 """
 
 from __future__ import annotations
@@ -160,8 +161,9 @@ def test_wrong_password_is_one_line_naming_the_registry(
     auth = config_json(tmp_path / "docker", {"auths": {f"http://{host}/v2/": {"auth": wrong}}})
     for log_format in ("text", "json"):
         out = tmp_path / log_format
-        run = freeze(out, f"{host}/private/app:1", "--auth-file", auth, *FAST, "--log-format",
-                     log_format)  # fmt: skip
+        run = freeze(
+            out, f"{host}/private/app:1", "--auth-file", auth, *FAST, "--log-format", log_format
+        )
         assert run.status == 1
         assert len(run.lines) == 1, run.err
         line = run.lines[0] if log_format == "text" else json.loads(run.lines[0])["message"]
@@ -180,8 +182,10 @@ def test_without_credentials_the_message_says_how_to_give_them(
     assert run.status == 1
     (error,) = run.errors
     assert error.startswith(f"dind-frozen-images: error: {protected.hostport}: ")
-    assert error.endswith("give credentials with --auth-file (docker's config.json) "
-                          "or --username and --password-stdin")  # fmt: skip
+    assert error.endswith(
+        "give credentials with --auth-file (docker's config.json) "
+        "or --username and --password-stdin"
+    )
 
 
 def test_token_per_repository_with_basic_login(
@@ -193,9 +197,13 @@ def test_token_per_repository_with_basic_login(
     auth = config_json(tmp_path / "docker", {"auths": {host: {"auth": BASIC}}})
     before = len(issuer.requests)
     run = freeze(
-        tmp_path / "out", f"{host}/private/app:1", f"{host}/private/other:1", "--auth-file", auth,
+        tmp_path / "out",
+        f"{host}/private/app:1",
+        f"{host}/private/other:1",
+        "--auth-file",
+        auth,
         *FAST,
-    )  # fmt: skip
+    )
     assert run.status == 0, run.err
     asked = issuer.requests[before:]
     assert sorted(r.scope for r in asked) == [
@@ -236,8 +244,9 @@ def test_secrets_echoed_by_a_registry_are_redacted(freeze: Freeze, tmp_path: Pat
         ).encode()
         server.fault(Fault("/token", "body", status=403, body=echo, times=5))
         auth = config_json(tmp_path / "docker", {"auths": {server.hostport: {"auth": BASIC}}})
-        run = freeze(tmp_path / "out", f"{server.hostport}/library/app:1", "--auth-file", auth,
-                     *FAST)  # fmt: skip
+        run = freeze(
+            tmp_path / "out", f"{server.hostport}/library/app:1", "--auth-file", auth, *FAST
+        )
     assert run.status == 1
     (error,) = run.errors
     assert "(DENIED: bad login [redacted] [redacted])" in error

@@ -56,7 +56,7 @@ class TokenIssuer:
         self.lock = threading.Lock()
         self.key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -121,7 +121,9 @@ class TokenIssuer:
         der = self.cert.public_bytes(serialization.Encoding.DER)
         header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(der).decode()]}
         signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
-        r, s = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        r, s = decode_dss_signature(
+            self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        )
         return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
