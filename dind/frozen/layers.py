@@ -5,8 +5,9 @@ A gzip layer is kept as the registry serves it: its digest is checked here, its
 (``application/vnd.oci.image.layer.v1.tar+zstd``) is decompressed here, as a
 stream, and the digest of the tar it holds must be the config's ``diff_id``: in
 the OCI output it then stays zstd; in the ``docker load`` output it is stored as
-that uncompressed tar (named by its ``diff_id``), which every engine loads, where
-Debian 12's Docker 20.10 refuses zstd (tests/frozen/test_zstd.py shows it).
+that uncompressed tar (named by its ``diff_id``): the form ``docker save`` writes,
+which any engine loads, whether it reads zstd or not. (Debian 12's Docker 20.10.24
+does read zstd layers, tests/frozen/test_zstd.py shows; the tar does not depend on it.)
 
 Decompression uses the ``zstandard`` package (the ``frozen-images`` extra), with
 zstd's default window limit, so a hostile frame cannot demand more than 128 MiB.

@@ -22,9 +22,11 @@ import pytest
 from dind.frozen.cli import main
 from tests.frozen.server import RegistryServer
 from tests.frozen.tokens import TokenIssuer
-from tests.support.dockerd import ensure_engine
+from tests.support.dockerd import Dockerd, ensure_engine
 from tests.support.registry import REGISTRY_BIN, LocalRegistry, run_registry
 
+CACHE = Path("/var/cache/dind-e2e")
+HELLO = "frozen images work\n"
 USER = "alice"
 PASSWORD = "s3cret-Pa55-for-frozen-tests"
 """The one login of the protected registries; tests look for it in every output."""
@@ -141,6 +143,66 @@ def token_registry(
         run_registry(root, auth=issuer.registry_auth(), storage=registry.root / "data") as reg,
     ):
         yield TokenRegistry(reg, issuer)
+
+
+@dataclass
+class EngineImages:
+    """Runnable images in the session registry, pushed by a real docker client."""
+
+    registry: LocalRegistry
+    base_id: str
+    app_id: str
+
+
+@pytest.fixture(scope="session")
+def engine_images(
+    registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EngineImages]:
+    """A Debian base (1 layer) as ``library/debian:bookworm`` and an app on it (2 layers,
+    the first shared, ``CMD cat /hello.txt``) as ``library/app:1``, pushed to the
+    loopback registry by a private daemon with the docker client."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a docker daemon (CI runs as root)")
+    from tests.support.dockerd import base_image, start_dockerd
+
+    ensure_engine()
+    work = tmp_path_factory.mktemp("pusher")
+    d = start_dockerd(work / "d")
+    try:
+        base = base_image(d, CACHE)
+        cid = d.docker("create", base, "true").stdout.strip()
+        (work / "hello.txt").write_text(HELLO)
+        d.docker("cp", work / "hello.txt", f"{cid}:/hello.txt")
+        d.docker("commit", "--change", 'CMD ["cat", "/hello.txt"]', cid, "local/app:1")
+        d.docker("rm", cid)
+        host = registry.hostport
+        for src, dst in (
+            (base, f"{host}/library/debian:bookworm"),
+            ("local/app:1", f"{host}/library/app:1"),
+        ):
+            d.docker("tag", src, dst)
+            d.docker("push", dst)
+        ids = [
+            d.docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.strip()
+            for ref in (base, "local/app:1")
+        ]
+        yield EngineImages(registry, ids[0], ids[1])
+    finally:
+        d.stop(remove_workdir=True)
+
+
+@pytest.fixture
+def loader(tmp_path: Path) -> Iterator[Dockerd]:
+    """An empty private daemon (Debian 12's Docker 20.10) to `docker load` into."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a docker daemon (CI runs as root)")
+    from tests.support.dockerd import start_dockerd
+
+    d = start_dockerd(tmp_path / "loader")
+    try:
+        yield d
+    finally:
+        d.stop(remove_workdir=True)
 
 
 @pytest.fixture

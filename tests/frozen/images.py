@@ -14,12 +14,14 @@ import tarfile
 from dataclasses import dataclass
 
 import httpx
+import zstandard
 
 from dind.frozen.manifest import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from tests.frozen.server import Content, sha256
 
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+ZSTD_LAYER = "application/vnd.oci.image.layer.v1.tar+zstd"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 
@@ -45,6 +47,7 @@ def noise(size: int, seed: int) -> bytes:
 class Layer:
     tar: bytes
     blob: bytes
+    zstd: bool = False
 
     @property
     def diff_id(self) -> str:
@@ -58,6 +61,12 @@ class Layer:
 def layer(files: dict[str, bytes]) -> Layer:
     tar = tar_of(files)
     return Layer(tar, gzip.compress(tar, mtime=0))
+
+
+def zstd_layer(files: dict[str, bytes]) -> Layer:
+    """A layer compressed with zstd (only OCI manifests can carry it)."""
+    tar = tar_of(files)
+    return Layer(tar, zstandard.ZstdCompressor().compress(tar), zstd=True)
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ def image(
         },
         "layers": [
             {
-                "mediaType": OCI_LAYER if oci else DOCKER_LAYER,
+                "mediaType": ZSTD_LAYER if lay.zstd else OCI_LAYER if oci else DOCKER_LAYER,
                 "digest": lay.digest,
                 "size": len(lay.blob),
             }
