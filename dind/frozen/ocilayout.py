@@ -60,7 +60,9 @@ def oci_manifest(body: bytes, media_type: str) -> tuple[bytes, str]:
     assert isinstance(doc, dict)
     doc["mediaType"] = OCI_MANIFEST
     for desc in [doc["config"], *doc["layers"]]:
-        desc["mediaType"] = DOCKER_TO_OCI.get(desc.get("mediaType", ""), desc.get("mediaType"))
+        media_type = desc.get("mediaType")
+        if isinstance(media_type, str) and media_type in DOCKER_TO_OCI:
+            desc["mediaType"] = DOCKER_TO_OCI[media_type]
     return json.dumps(doc, indent=None, separators=(",", ":")).encode(), OCI_MANIFEST
 
 

@@ -13,6 +13,14 @@ Contracts (the errors each function documents, nothing else):
   ``entry_problem`` (an existing manifest.json), ``parse_challenge``,
   ``parse_retry_after`` and ``printable`` never raise, and ``printable`` leaves no
   control character.
+- ``docker-config``: ``parse_auth_config`` (a docker client config.json) raises only
+  ``CredentialsError`` and keys its entries by normalised host; ``key_host`` never
+  raises; ``parse_mirror`` raises only ``UsageError`` and what it returns parses
+  back to itself.
+- ``oci-index``: ``descriptor_problem`` (an existing index.json) never raises, and
+  ``merge`` of the descriptors it accepts gives each name to exactly one entry.
+- ``manifest`` also: a Docker manifest that parses becomes an OCI manifest
+  (``oci_manifest``) that parses to the same config and layers.
 
 Seeds are the test images of tests/frozen, built at run time.
 """
@@ -25,7 +33,9 @@ import re
 from collections.abc import Callable
 
 from dind.errors import UsageError
+from dind.frozen import redact
 from dind.frozen.auth import parse_challenge
+from dind.frozen.credentials import CredentialsError, auth_host, key_host, parse_auth_config
 from dind.frozen.errors import RegistryError, VerificationError, printable
 from dind.frozen.jsondoc import parse_json
 from dind.frozen.layout import entry_problem
@@ -35,15 +45,18 @@ from dind.frozen.manifest import (
     OCI_INDEX,
     OCI_MANIFEST,
     SCHEMA1,
+    ImageManifest,
     Index,
     parse_config,
     parse_manifest,
     select_platform,
 )
+from dind.frozen.ocilayout import REF_NAME, OciImage, descriptor_problem, merge, oci_manifest
 from dind.frozen.platform import Platform, parse_platform
 from dind.frozen.reference import parse_digest, parse_reference, parse_repo_tag
 from dind.frozen.registry import parse_token
 from dind.frozen.retry import parse_retry_after
+from dind.frozen.sources import parse_mirror
 from tests.frozen import images
 from tests.fuzz.runner import BIG, Target, repeat_lines
 
@@ -80,6 +93,7 @@ def check_manifest(data: bytes) -> None:
                 descriptors.append(select_platform(parsed, wanted, "fuzz"))
         else:
             descriptors = [parsed.config, *parsed.layers]
+            _check_oci_form(body, parsed)
         for desc in descriptors:
             assert _BLOB_PATH.fullmatch(desc.digest), desc
             assert isinstance(desc.size, int) and desc.size >= 0, desc
@@ -90,6 +104,17 @@ def check_manifest(data: bytes) -> None:
     except VerificationError:
         return
     assert all(isinstance(d, str) for d in config.diff_ids)
+
+
+def _check_oci_form(body: bytes, parsed: ImageManifest) -> None:
+    """The layout's OCI form of a manifest names the same blobs."""
+    converted, media_type = oci_manifest(body, parsed.media_type)
+    again = parse_manifest(converted, media_type, "fuzz")
+    assert isinstance(again, ImageManifest), again
+    assert again.media_type == OCI_MANIFEST or converted == body
+    assert [d.digest for d in (again.config, *again.layers)] == [
+        d.digest for d in (parsed.config, *parsed.layers)
+    ]
 
 
 def manifest_seeds() -> list[bytes]:
@@ -231,6 +256,99 @@ def registry_text_seeds() -> list[bytes]:
     return [json.dumps(d).encode() for d in docs] + [t.encode() for t in texts]
 
 
+# -- docker-config: a docker client config.json, registry hosts, --mirror URLs
+
+
+def check_docker_config(data: bytes) -> None:
+    try:
+        config = parse_auth_config(data, "fuzz")
+    except CredentialsError:
+        pass
+    else:
+        for host, creds in config.auths.items():
+            assert auth_host(host) == host, host
+            assert creds.password or creds.identity_token
+        assert all(isinstance(name, str) for name in config.helpers.values())
+    finally:
+        redact.forget()  # secrets registered while parsing; one input, one run
+    text = _text(data)
+    assert auth_host(key_host(text)) == key_host(text)
+    for insecure in (False, True):
+        try:
+            url = parse_mirror(text, insecure)
+        except UsageError:
+            continue
+        assert parse_mirror(url, insecure) == url, (text, url)
+        assert url.startswith(("http://", "https://")) and not url.endswith("/"), url
+
+
+def docker_config_seeds() -> list[bytes]:
+    docs = [
+        {
+            "auths": {
+                "https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNz"},
+                "registry.example:5000": {"username": "u", "password": "p"},
+                "http://127.0.0.1:5000/v2/": {"identitytoken": "t"},
+                "store.example": {},
+            },
+            "credHelpers": {"gcr.io": "gcloud"},
+            "credsStore": "desktop",
+            "HttpHeaders": {"User-Agent": "x"},
+        },
+        {"auths": {"a": {"auth": "bm9jb2xvbg=="}}},
+    ]
+    texts = [
+        "https://mirror.gcr.io",
+        "http://127.0.0.1:5000/prefix/",
+        "mirror.example:443",
+        "[::1]:5000",
+        "https://user:pw@m.example/?q#f",
+    ]
+    return [json.dumps(d).encode() for d in docs] + [t.encode() for t in texts]
+
+
+# -- oci-index: an existing index.json
+
+
+def check_oci_index(data: bytes) -> None:
+    try:
+        doc = parse_json(data)
+    except ValueError:
+        return
+    entries = doc.get("manifests") if isinstance(doc, dict) else doc
+    if not isinstance(entries, list):
+        return
+    accepted = []
+    for entry in entries:
+        problem = descriptor_problem(entry, _present)
+        assert problem is None or isinstance(problem, str)
+        if problem is None:
+            accepted.append(entry)
+    new = OciImage("sha256:" + "a" * 64, 1, OCI_MANIFEST, (("x:1", "docker.io/library/x:1"),))
+    merged = merge(accepted, [new])
+    json.dumps(merged)
+    names = [a.get(REF_NAME) for e in merged if isinstance(a := e.get("annotations"), dict)]
+    assert names.count("x:1") == 1
+
+
+def oci_index_seeds() -> list[bytes]:
+    manifest = {
+        "mediaType": OCI_MANIFEST,
+        "digest": "sha256:" + "b" * 64,
+        "size": 500,
+        "annotations": {REF_NAME: "x:1", "io.containerd.image.name": "docker.io/library/x:1"},
+    }
+    docs = [
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [manifest, {**manifest, "annotations": {}}],
+        },
+        {"manifests": [{"mediaType": DOCKER_MANIFEST, "digest": "sha512:" + "c" * 128, "size": 1}]},
+    ]
+    return [json.dumps(d).encode() for d in docs]
+
+
 TARGETS = {
     "manifest": Target(
         check=check_manifest,
@@ -244,5 +362,11 @@ TARGETS = {
         seeds=registry_text_seeds,
         grow=grow_json,
         big=deep_json,
+    ),
+    "docker-config": Target(
+        check=check_docker_config, seeds=docker_config_seeds, grow=grow_json, big=deep_json
+    ),
+    "oci-index": Target(
+        check=check_oci_index, seeds=oci_index_seeds, grow=grow_json, big=deep_json
     ),
 }

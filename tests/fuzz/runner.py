@@ -58,6 +58,8 @@ FAMILIES = {
     "manifest": "tests.fuzz.fuzz_frozen",
     "reference": "tests.fuzz.fuzz_frozen",
     "registry-text": "tests.fuzz.fuzz_frozen",
+    "docker-config": "tests.fuzz.fuzz_frozen",
+    "oci-index": "tests.fuzz.fuzz_frozen",
     "selftest-crash": "tests.fuzz.fuzz_selftest",
     "selftest-hang": "tests.fuzz.fuzz_selftest",
     "selftest-quadratic": "tests.fuzz.fuzz_selftest",
