@@ -120,23 +120,6 @@ class BlobStore:
         with self.root.ensure(f"blobs/{algo}") as folder:
             folder.write_atomic(hexpart, data)
 
-    def fetch(
-        self,
-        sources: Sources,
-        tally: Tally,
-        repository: str,
-        desc: Descriptor,
-        progress: ByteCounter = _no_progress,
-    ) -> Outcome:
-        """Make the blob present and verified, downloading only what is missing."""
-        if self.verified(desc):
-            progress(desc.digest, desc.size)
-            return Outcome(desc.digest, desc.size, 0, reused=True)
-        landed = self.download(sources, tally, repository, desc, progress)
-        os.close(landed.fd)
-        self.commit(landed.name, desc.digest)
-        return landed.outcome
-
     def download(
         self,
         sources: Sources,
@@ -193,6 +176,14 @@ class BlobStore:
         if scratch is not None:
             with scratch:
                 scratch.unlink(name)
+
+    def remove(self, digest: str) -> None:
+        """Remove whatever is under the blob's name (it did not match it)."""
+        algo, _, hexpart = digest.partition(":")
+        folder = self.root.walk(f"blobs/{algo}")
+        if folder is not None:
+            with folder:
+                folder.unlink(hexpart)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,13 @@ EXIT_INTERRUPTED = 130
     "--mirror-tags", is_flag=True, help="Let mirrors answer tags too (default: the origin only)."
 )
 @click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    envvar="DIND_FROZEN_CACHE",
+    help="Blob cache shared by runs and output directories (default: $DIND_FROZEN_CACHE; none).",
+)
+@click.option(
     "--auth-file",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="PATH",
@@ -124,6 +131,7 @@ def command(
     output_format: str,
     mirrors: tuple[str, ...],
     mirror_tags: bool,
+    cache: Path | None,
     auth_file: Path | None,
     username: str | None,
     password_stdin: bool,
@@ -182,6 +190,7 @@ def command(
             progress=progress,
             cancel=cancel,
             output_format=output_format,
+            cache=cache,
         )
         try:
             summary = freezer.run(pairs)
@@ -198,14 +207,21 @@ def command(
         f"froze {summary.images} image(s) into {directory}: {summary.blobs} blobs, "
         f"{summary.downloaded_blobs} downloaded ({human(summary.downloaded_bytes)}"
         f"{': ' + by_source if by_source else ''}), "
-        f"{summary.reused_blobs} already present ({human(summary.reused_bytes)}); "
-        f"{summary.seconds:.1f} s, {human(rate)}/s",
+        f"{summary.reused_blobs} already present ({human(summary.reused_bytes)})"
+        + (
+            f", {summary.cached_blobs} from the cache ({human(summary.cached_bytes)})"
+            if cache is not None
+            else ""
+        )
+        + f"; {summary.seconds:.1f} s, {human(rate)}/s",
         images=summary.images,
         blobs=summary.blobs,
         downloaded_blobs=summary.downloaded_blobs,
         downloaded_bytes=summary.downloaded_bytes,
         reused_blobs=summary.reused_blobs,
         reused_bytes=summary.reused_bytes,
+        cached_blobs=summary.cached_blobs if cache is not None else None,
+        cached_bytes=summary.cached_bytes if cache is not None else None,
         sources=summary.sources,
         seconds=round(summary.seconds, 3),
     )

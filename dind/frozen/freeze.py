@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dind.frozen.blobs import INCOMPLETE, BlobStore, Outcome, relpath
+from dind.frozen.cache import BlobCache
 from dind.frozen.errors import StoreError, VerificationError, printable
 from dind.frozen.layers import fetch_zstd, is_zstd, layer_path, unpack_zstd
 from dind.frozen.layout import LayoutImage, read_manifest, write_layout
@@ -42,7 +43,9 @@ from dind.frozen.platform import Platform
 from dind.frozen.progress import Progress
 from dind.frozen.reference import DIGEST_LENGTHS, Reference
 from dind.frozen.registry import Cancelled, Fetched, digest_of
+from dind.frozen.retry import Unreachable
 from dind.frozen.sources import Lie, Source, Sources, Tally, first_answer
+from dind.frozen.supply import Supply
 from dind.log import Log
 
 FORMATS = ("docker", "oci")
@@ -71,6 +74,8 @@ class Summary:
     downloaded_bytes: int = 0
     reused_blobs: int = 0
     reused_bytes: int = 0
+    cached_blobs: int = 0
+    cached_bytes: int = 0
     seconds: float = 0.0
     sources: dict[str, int] = field(default_factory=dict)
     entries: list[dict[str, object]] = field(default_factory=list)
@@ -105,15 +110,56 @@ def _manifest(
     return fetched
 
 
-def resolve(sources: Sources, tally: Tally, ref: Reference, wanted: Platform) -> Resolved:
+def _by_tag(sources: Sources, tally: Tally, ref: Reference, cache: BlobCache | None) -> Fetched:
+    """The manifest a tag names now; the cache's last answer only if no source is reachable."""
+    assert ref.tag is not None
+    key = f"{sources.origin.name}/{ref.repository}:{ref.tag}"
+    try:
+        fetched = _manifest(sources.for_tag(), tally, ref.repository, ref.tag)
+    except Unreachable as err:
+        found = cache.recall_tag(key) if cache is not None else None
+        if found is None:
+            raise
+        tally.log.warning(
+            f"{ref}: {err}; using the cache: the tag named {found.digest} when last resolved",
+            image=str(ref),
+            digest=found.digest,
+        )
+        return found
+    if cache is not None:
+        cache.remember_tag(key, fetched)
+    return fetched
+
+
+def _by_digest(
+    sources: Sources, tally: Tally, repository: str, desc: Descriptor, cache: BlobCache | None
+) -> Fetched:
+    """A manifest by digest: the cache's copy if it has one, else the sources' (then cached)."""
+    found = cache.manifest(desc.digest) if cache is not None else None
+    if found is not None and (not desc.size or len(found.body) == desc.size):
+        tally.log.debug(f"manifest {repository}@{desc.digest}: from the cache")
+        return found
+    fetched = _manifest(sources.for_digest(), tally, repository, desc.digest, desc)
+    if cache is not None and fetched.digest == desc.digest:
+        cache.put_manifest(fetched)
+    return fetched
+
+
+def resolve(
+    sources: Sources,
+    tally: Tally,
+    ref: Reference,
+    wanted: Platform,
+    cache: BlobCache | None = None,
+) -> Resolved:
     """Fetch the manifest a reference names, enforcing a digest pin and the platform."""
     where = str(ref)
     if ref.tag:
-        fetched = _manifest(sources.for_tag(), tally, ref.repository, ref.tag)
+        fetched = _by_tag(sources, tally, ref, cache)
     else:
         assert ref.digest is not None
         pin = Descriptor("", ref.digest, 0)
-        fetched = _manifest(sources.for_digest(), tally, ref.repository, ref.digest, pin)
+        fetched = _by_digest(sources, tally, ref.repository, pin, cache)
     if ref.digest and not ref.tag and fetched.digest != ref.digest:
         raise VerificationError(
             f"{where}: the registry sent a manifest with digest {fetched.digest}"
@@ -130,7 +176,7 @@ def resolve(sources: Sources, tally: Tally, ref: Reference, wanted: Platform) ->
     entry = select_platform(top, wanted, where)
     if not pinned_ok and entry.digest != ref.digest:
         raise VerificationError(_moved(ref, fetched.digest, entry.digest, wanted))
-    chosen = _manifest(sources.for_digest(), tally, ref.repository, entry.digest, entry)
+    chosen = _by_digest(sources, tally, ref.repository, entry, cache)
     if chosen.digest != entry.digest or len(chosen.body) != entry.size:
         raise VerificationError(
             f"{where}: manifest for {wanted} should be {entry.digest} ({entry.size} bytes), "
@@ -211,6 +257,7 @@ class Freezer:
         progress: Progress,
         cancel: threading.Event,
         output_format: str = "docker",
+        cache: Path | None = None,
     ) -> None:
         self.root = root
         self.wanted = wanted
@@ -220,32 +267,46 @@ class Freezer:
         self.progress = progress
         self.cancel = cancel
         self.format = output_format
+        self.cache = cache
         self.tally = Tally(log)
 
     def run(self, pairs: list[tuple[Reference, Sources]]) -> Summary:
         started = time.monotonic()
-        with locked(self.root) as root:
+        with locked(self.root) as root, self._cache() as cache:
             existing = read_index(root) if self.format == "oci" else read_manifest(root)
             store = BlobStore(root)
-            images = [self._resolve(ref, sources) for ref, sources in pairs]
+            supply = Supply(store, cache, self.tally, self.progress.update, self.cancel)
+            images = [self._resolve(ref, sources, cache) for ref, sources in pairs]
             summary = Summary()
-            configs = self._configs(store, images, summary)
-            self._run(store, self._layer_jobs(images, configs), summary)
+            configs = self._configs(supply, images, summary)
+            self._run(supply, self._layer_jobs(images, configs), summary)
             if self.format == "oci":
                 summary.entries = write_oci(root, existing, self._oci_images(store, images))
             else:
                 layout = [self._layout_image(image, configs) for image in images]
                 summary.entries = write_layout(root, existing, layout)
             # Partial files left by cancelled downloads of earlier runs: done with them.
-            # (rmtree with dir_fd never follows a symlink, at the top or inside.)
+            # (rmtree with dir_fd never follows a symlink, at the top or inside.) The
+            # cache's stay: other runs may be resuming them.
             shutil.rmtree(INCOMPLETE, ignore_errors=True, dir_fd=root.fd)
         summary.images = len(images)
         summary.sources = dict(self.tally.received)
         summary.seconds = time.monotonic() - started
         return summary
 
-    def _resolve(self, ref: Reference, sources: Sources) -> Resolved:
-        resolved = resolve(sources, self.tally, ref, self.wanted)
+    @contextmanager
+    def _cache(self) -> Iterator[BlobCache | None]:
+        if self.cache is None:
+            yield None
+            return
+        cache = BlobCache.open(self.cache)
+        try:
+            yield cache
+        finally:
+            cache.close()
+
+    def _resolve(self, ref: Reference, sources: Sources, cache: BlobCache | None) -> Resolved:
+        resolved = resolve(sources, self.tally, ref, self.wanted, cache)
         self.log.info(
             f"{ref}: {resolved.digest} ({len(resolved.manifest.layers)} layers)",
             image=str(ref),
@@ -255,11 +316,12 @@ class Freezer:
         return resolved
 
     def _configs(
-        self, store: BlobStore, images: list[Resolved], summary: Summary
+        self, supply: Supply, images: list[Resolved], summary: Summary
     ) -> dict[str, ImageConfig]:
         """Every image's config, fetched and checked before any layer is."""
         jobs = {i.manifest.config.digest: _Job(i, i.manifest.config) for i in images}
-        self._run(store, list(jobs.values()), summary)
+        self._run(supply, list(jobs.values()), summary)
+        store = supply.out
         configs: dict[str, ImageConfig] = {}
         for image in images:
             where = str(image.ref)
@@ -283,12 +345,12 @@ class Freezer:
                 jobs.setdefault(desc.digest, _Job(image, desc, diff_id if is_zstd(desc) else ""))
         return list(jobs.values())
 
-    def _run(self, store: BlobStore, jobs: list[_Job], summary: Summary) -> None:
+    def _run(self, supply: Supply, jobs: list[_Job], summary: Summary) -> None:
         """Run ``jobs`` in parallel (``self.jobs`` at a time), adding up what they did."""
         for job in jobs:
             self.progress.expect(job.desc.digest, job.desc.size)
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="blob")
-        futures = [pool.submit(self._fetch(store, job)) for job in jobs]
+        futures = [pool.submit(self._fetch(supply, job)) for job in jobs]
         try:
             self._wait(futures)
         except BaseException:
@@ -299,9 +361,15 @@ class Freezer:
             self.progress.pause()
         for future in futures:
             outcome = future.result()
+            how = (
+                "already present"
+                if outcome.reused
+                else "from the cache"
+                if outcome.cached
+                else f"downloaded from {outcome.source}"
+            )
             self.log.debug(
-                f"{outcome.digest}: "
-                + ("already present" if outcome.reused else f"downloaded from {outcome.source}"),
+                f"{outcome.digest}: {how}",
                 blob=outcome.digest,
                 size=outcome.size,
                 downloaded=outcome.downloaded,
@@ -311,18 +379,20 @@ class Freezer:
             if outcome.reused:
                 summary.reused_blobs += 1
                 summary.reused_bytes += outcome.size
+            elif outcome.cached:
+                summary.cached_blobs += 1
+                summary.cached_bytes += outcome.size
             else:
                 summary.downloaded_blobs += 1
                 summary.downloaded_bytes += outcome.downloaded
 
-    def _fetch(self, store: BlobStore, job: _Job) -> Callable[[], Outcome]:
+    def _fetch(self, supply: Supply, job: _Job) -> Callable[[], Outcome]:
         """What a worker runs for one job: plain, zstd checked (OCI) or unpacked (docker)."""
-        image, desc, progress = job.image, job.desc, self.progress.update
-        sources, repository = image.sources, image.ref.repository
+        desc, sources, repository = job.desc, job.image.sources, job.image.ref.repository
         if not job.diff_id:
-            return lambda: store.fetch(sources, self.tally, repository, desc, progress)
+            return lambda: supply.ensure(sources, repository, desc)
         zstd = fetch_zstd if self.format == "oci" else unpack_zstd
-        return lambda: zstd(store, sources, self.tally, repository, desc, job.diff_id, progress)
+        return lambda: zstd(supply, sources, repository, desc, job.diff_id)
 
     def _wait(self, futures: list[Future[Outcome]]) -> None:
         """Wait for all; on the first failure cancel the others and raise that failure."""

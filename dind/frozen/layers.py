@@ -18,18 +18,11 @@ from __future__ import annotations
 import hashlib
 import os
 
-from dind.frozen.blobs import (
-    CHUNK,
-    INCOMPLETE,
-    BlobStore,
-    ByteCounter,
-    Outcome,
-    os_message,
-    relpath,
-)
+from dind.frozen.blobs import CHUNK, INCOMPLETE, Outcome, os_message, relpath
 from dind.frozen.errors import FreezeError, StoreError, VerificationError
 from dind.frozen.manifest import Descriptor
-from dind.frozen.sources import Sources, Tally
+from dind.frozen.sources import Sources
+from dind.frozen.supply import Supply
 
 ZSTD_LAYERS = (
     "application/vnd.oci.image.layer.v1.tar+zstd",
@@ -78,63 +71,53 @@ def _mismatch(desc: Descriptor, actual: str, diff_id: str) -> VerificationError:
 
 
 def fetch_zstd(
-    store: BlobStore,
-    sources: Sources,
-    tally: Tally,
-    repository: str,
-    desc: Descriptor,
-    diff_id: str,
-    progress: ByteCounter,
+    supply: Supply, sources: Sources, repository: str, desc: Descriptor, diff_id: str
 ) -> Outcome:
     """The zstd layer in ``blobs/`` (OCI output), its tar checked against ``diff_id`` first."""
-    fd = store.open_verified(desc.digest, desc.size)
-    landed = None
+    fd = supply.present(desc)
     if fd is not None:
-        progress(desc.digest, desc.size)
-        outcome = Outcome(desc.digest, desc.size, 0, reused=True)
-    else:
-        landed = store.download(sources, tally, repository, desc, progress)
-        fd, outcome = landed.fd, landed.outcome
+        try:
+            actual = tar_digest(fd, desc.digest)
+        finally:
+            os.close(fd)
+        if actual != diff_id:
+            raise _mismatch(desc, actual, diff_id)
+        return Outcome(desc.digest, desc.size, 0, reused=True)
+    got = supply.obtain(sources, repository, desc)
     try:
-        actual = tar_digest(fd, desc.digest)
+        actual = tar_digest(got.fd, desc.digest)
+        if actual != diff_id:
+            supply.drop(got)
+            raise _mismatch(desc, actual, diff_id)
+        supply.place(got, desc.digest)
     finally:
-        os.close(fd)
-    if actual != diff_id:
-        if landed is not None:
-            store.discard(landed.name)
-        raise _mismatch(desc, actual, diff_id)
-    if landed is not None:
-        store.commit(landed.name, desc.digest)
-    return outcome
+        os.close(got.fd)
+    return got.outcome
 
 
 def unpack_zstd(
-    store: BlobStore,
-    sources: Sources,
-    tally: Tally,
-    repository: str,
-    desc: Descriptor,
-    diff_id: str,
-    progress: ByteCounter,
+    supply: Supply, sources: Sources, repository: str, desc: Descriptor, diff_id: str
 ) -> Outcome:
     """The zstd layer's tar in ``blobs/`` under its ``diff_id`` (the ``docker load`` output).
 
-    The zstd blob is downloaded (verified) into ``.incomplete``, unpacked next to it
-    while the tar is hashed, and removed once the tar is in place.
+    The zstd blob (from the cache, or downloaded and verified) is unpacked into
+    ``.incomplete`` while the tar is hashed; the tar is renamed into place only if it
+    is the ``diff_id``. A zstd blob downloaded into the output is then removed.
     """
+    store = supply.out
     present = store.open_verified(diff_id, None)
     if present is not None:
         os.close(present)
-        progress(desc.digest, desc.size)
+        supply.progress(desc.digest, desc.size)
         return Outcome(desc.digest, desc.size, 0, reused=True)
-    landed = store.download(sources, tally, repository, desc, progress)
+    got = supply.obtain(sources, repository, desc)
     algo, _, hexpart = diff_id.partition(":")
     tmp = f"{algo}-{hexpart}.tar"
     try:
         with store.root.ensure(INCOMPLETE) as scratch:
             out = scratch.create(tmp)
             try:
-                actual = tar_digest(landed.fd, desc.digest, out)
+                actual = tar_digest(got.fd, desc.digest, out)
                 os.fsync(out)
             except OSError as err:
                 err.filename = str(scratch.path / tmp)
@@ -144,11 +127,11 @@ def unpack_zstd(
             if actual != diff_id:
                 scratch.unlink(tmp)
                 raise _mismatch(desc, actual, diff_id)
+        store.commit(tmp, diff_id)
     finally:
-        os.close(landed.fd)
-    store.commit(tmp, diff_id)
-    store.discard(landed.name)
-    return landed.outcome
+        os.close(got.fd)
+        supply.drop(got)
+    return got.outcome
 
 
 def layer_path(desc: Descriptor, diff_id: str, unpacked: bool) -> str:

@@ -38,7 +38,13 @@ from dind.frozen.errors import AuthError, FreezeError, RegistryError, printable
 from dind.frozen.jsondoc import parse_json
 from dind.frozen.manifest import ACCEPT, MAX_MANIFEST_BYTES
 from dind.frozen.reference import DOCKER_HUB, DOCKER_HUB_ENDPOINT
-from dind.frozen.retry import RETRY_STATUSES, RetryPolicy, Transient, parse_retry_after
+from dind.frozen.retry import (
+    RETRY_STATUSES,
+    RetryPolicy,
+    Transient,
+    Unreachable,
+    parse_retry_after,
+)
 
 T = TypeVar("T")
 USER_AGENT = "dind-frozen-images"
@@ -331,7 +337,7 @@ class Registry:
                 return once()
             except Transient as err:
                 if attempt >= self.policy.attempts:
-                    raise FreezeError(f"{err} (gave up after {attempt} attempts)") from None
+                    raise Unreachable(f"{err} (gave up after {attempt} attempts)") from None
                 self.sleep(self.policy.delay(attempt, err.retry_after))
 
     def sleep(self, seconds: float) -> None:

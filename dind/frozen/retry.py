@@ -24,6 +24,11 @@ class Transient(FreezeError):
         super().__init__(message)
 
 
+class Unreachable(FreezeError):
+    """Attempts ran out on failures that another attempt might have cured (the network,
+    a 5xx, a stall): the source is down or cut off, not refusing."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Attempts per request and exponential backoff with jitter between them."""
