@@ -281,3 +281,26 @@ def test_environment_mirrors_are_parsed_like_options(
         "dind-frozen-images: error: invalid --mirror 'gopher://bad.example': "
         "the scheme must be http or https"
     ]
+
+
+def test_credentials_never_go_to_a_plain_http_realm_of_an_https_registry() -> None:
+    """A registry on https that points its token realm at http would have the password
+    cross the network in clear: refused before any request."""
+    import httpx
+
+    from dind.frozen.auth import parse_challenge
+    from dind.frozen.credentials import Credentials
+    from dind.frozen.errors import AuthError
+    from dind.frozen.registry import Registry
+    from dind.frozen.retry import RetryPolicy
+
+    creds = Credentials("u", SECRET, origin="test")
+    with httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500))) as client:
+        registry = Registry("https://r.example", client, RetryPolicy(attempts=1), credentials=creds)
+        challenge = parse_challenge('Bearer realm="http://auth.example/token",service="r"')
+        with pytest.raises(AuthError) as caught:
+            registry._fetch_token(challenge, "repository:a:pull")
+    assert str(caught.value) == (
+        "r.example: the token realm http://auth.example/token is plain HTTP; "
+        "not sending credentials"
+    )
