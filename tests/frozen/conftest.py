@@ -155,18 +155,23 @@ class EngineImages:
 
 
 @pytest.fixture(scope="session")
-def engine_images(
-    registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[EngineImages]:
+def engine_images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineImages]:
     """A Debian base (1 layer) as ``library/debian:bookworm`` and an app on it (2 layers,
-    the first shared, ``CMD cat /hello.txt``) as ``library/app:1``, pushed to the
-    loopback registry by a private daemon with the docker client."""
+    the first shared, ``CMD cat /hello.txt``) as ``library/app:1``, pushed by a private
+    daemon with the docker client to a loopback registry of their own (other tests
+    push synthetic images under the same names to the session's)."""
     if os.geteuid() != 0:
         pytest.skip("needs root for a docker daemon (CI runs as root)")
-    from tests.support.dockerd import base_image, start_dockerd
-
     ensure_engine()
     work = tmp_path_factory.mktemp("pusher")
+    (work / "registry").mkdir()
+    with run_registry(work / "registry") as registry:
+        yield from _push_engine_images(registry, work)
+
+
+def _push_engine_images(registry: LocalRegistry, work: Path) -> Iterator[EngineImages]:
+    from tests.support.dockerd import base_image, start_dockerd
+
     d = start_dockerd(work / "d")
     try:
         base = base_image(d, CACHE)
