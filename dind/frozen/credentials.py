@@ -21,7 +21,6 @@ downloaded. Every secret read is registered with ``redact`` at once.
 from __future__ import annotations
 
 import base64
-import binascii
 import errno
 import os
 import re
@@ -159,7 +158,7 @@ def _entry(entry: object, where: str) -> Credentials | None:
         redact.register(fields["auth"])
         try:
             pair = base64.b64decode(fields["auth"], validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII text
             raise CredentialsError(f"{where}.auth is not base64 of USER:PASSWORD") from None
         username, colon, password = pair.partition(":")
         if not colon:

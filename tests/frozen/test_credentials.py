@@ -99,6 +99,11 @@ def test_parses_every_form_of_entry() -> None:
             b'{"auths": {"h": {"auth": "' + b64(SECRET).encode() + b'"}}}',
             "config.json: auths['h'].auth is not base64 of USER:PASSWORD",
         ),
+        # Found by the fuzzer: a non-ASCII character raised ValueError from b64decode.
+        (
+            '{"auths": {"h": {"auth": "bm\u01d5="}}}'.encode(),
+            "config.json: auths['h'].auth is not base64 of USER:PASSWORD",
+        ),
         (b'{"credHelpers": {"h": 3}}', "config.json: credHelpers['h'] is not a string"),
         (b'{"credsStore": ["x"]}', "config.json: credsStore is not a string"),
         (b"[" * 100 + b"]" * 100, "nested deeper than 64 levels"),
