@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dind.errors import UsageError
+from dind.frozen.sources import parse_mirror, parse_mirrors
 from tests.frozen import images
 from tests.frozen.conftest import Run, partial
 from tests.frozen.server import Fault, RegistryServer, sha256
@@ -260,3 +262,19 @@ def test_slow_and_failing_mirrors_are_skipped_once_each(
             origin.url: len(BIG.blob),
         }
         assert warnings(run) == []
+
+
+def test_mirror_urls() -> None:
+    assert parse_mirrors(["mirror.example", "https://mirror.example/"], insecure=False) == [
+        "https://mirror.example"
+    ]
+    assert parse_mirror("127.0.0.1:5000", insecure=True) == "http://127.0.0.1:5000"
+    assert parse_mirror("https://m.example/prefix/", insecure=False) == "https://m.example/prefix"
+    assert parse_mirror("http://[::1]:5000", insecure=True) == "http://[::1]:5000"
+    assert parse_mirrors(["http://a:1 http://b:2", "http://a:1"], insecure=True) == [
+        "http://a:1",
+        "http://b:2",
+    ]
+    for bad in ("", "https://", "https://m.example/../x", "file:///etc", "https://m ex"):
+        with pytest.raises(UsageError):
+            parse_mirror(bad, insecure=True)
