@@ -9,8 +9,12 @@ with bytes from another (if they did not match, which one lied?).
 
 Bytes are hashed as they arrive and written as they are hashed, so a download
 reads nothing twice; only a resumed partial file is read again, to rebuild the
-hash state. Nothing in the directory is followed: a symlink or hard link planted
-as a partial file is thrown away, not appended to (see ``outdir``).
+hash state. Every run hashes a blob again before it counts as present, so a
+rename may come before the data is on disk: what must be durable before the
+layout file names it is synced then (``supply.Syncer``).
+
+Nothing in the directory is followed: a symlink or hard link planted as a
+partial file is thrown away, not appended to (see ``outdir``).
 """
 
 from __future__ import annotations
@@ -249,7 +253,8 @@ class _Download:
                 os.ftruncate(fd, offset)
                 os.lseek(fd, offset, os.SEEK_SET)
                 written = self._copy(response, fd, hasher, offset, what)
-                os.fsync(fd)
+                # No fsync here: ``supply.Syncer`` syncs what the layout will name, in the
+                # background; a file cut short by a crash fails its hash on the next run.
                 st = os.fstat(fd)
                 self.inode = (st.st_dev, st.st_ino)
             except OSError as err:

@@ -172,7 +172,8 @@ def adopt(store: BlobStore, fd: int, digest: str) -> bool:
     """Put the verified content behind ``fd`` into ``store`` as ``digest``: a hard link to
     the same inode when it may be shared, else a copy hashed as it is written.
 
-    True if linked. ``fd`` stays open; its offset is not relied upon.
+    True if linked (the caller has the inode synced); a copy is synced here.
+    ``fd`` stays open; its offset is not relied upon.
     """
     algo, _, hexpart = digest.partition(":")
     tmp = f"{algo}-{hexpart}.adopt-{os.getpid()}-{threading.get_ident()}"

@@ -45,7 +45,7 @@ from dind.frozen.reference import DIGEST_LENGTHS, Reference
 from dind.frozen.registry import Cancelled, Fetched, digest_of
 from dind.frozen.retry import Unreachable
 from dind.frozen.sources import Lie, Source, Sources, Tally, first_answer
-from dind.frozen.supply import Supply
+from dind.frozen.supply import Supply, Syncer
 from dind.log import Log
 
 FORMATS = ("docker", "oci")
@@ -272,14 +272,15 @@ class Freezer:
 
     def run(self, pairs: list[tuple[Reference, Sources]]) -> Summary:
         started = time.monotonic()
-        with locked(self.root) as root, self._cache() as cache:
+        with locked(self.root) as root, self._cache() as cache, self._syncer() as syncer:
             existing = read_index(root) if self.format == "oci" else read_manifest(root)
             store = BlobStore(root)
-            supply = Supply(store, cache, self.tally, self.progress.update, self.cancel)
+            supply = Supply(store, cache, self.tally, self.progress.update, self.cancel, syncer)
             images = [self._resolve(ref, sources, cache) for ref, sources in pairs]
             summary = Summary()
             configs = self._configs(supply, images, summary)
             self._run(supply, self._layer_jobs(images, configs), summary)
+            syncer.wait()  # every blob on disk before the layout file names it
             if self.format == "oci":
                 summary.entries = write_oci(root, existing, self._oci_images(store, images))
             else:
@@ -293,6 +294,14 @@ class Freezer:
         summary.sources = dict(self.tally.received)
         summary.seconds = time.monotonic() - started
         return summary
+
+    @contextmanager
+    def _syncer(self) -> Iterator[Syncer]:
+        syncer = Syncer()
+        try:
+            yield syncer
+        finally:
+            syncer.close()
 
     @contextmanager
     def _cache(self) -> Iterator[BlobCache | None]:

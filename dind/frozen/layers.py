@@ -118,7 +118,8 @@ def unpack_zstd(
             out = scratch.create(tmp)
             try:
                 actual = tar_digest(got.fd, desc.digest, out)
-                os.fsync(out)
+                if actual == diff_id:
+                    supply.syncer.submit(out, str(scratch.path / tmp))
             except OSError as err:
                 err.filename = str(scratch.path / tmp)
                 raise StoreError(os_message(err)) from None
