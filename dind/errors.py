@@ -18,19 +18,40 @@ def control(char: str) -> bool:
     return code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029)
 
 
-def printable(text: str, limit: int = SHOWN) -> str:
+def _escaped(text: str, limit: int | None, quote: str = "") -> tuple[str, bool]:
+    """``text`` with what is not printable escaped as ``repr`` escapes it (and, for a
+    quoted form, ``quote`` and backslashes), at most ``limit`` characters of output;
+    whether it was cut. One character may escape to ten (``\\U0010ffff``). Without a
+    quote, escaping twice changes nothing more."""
+    out: list[str] = []
+    size = 0
+    special = (quote, "\\") if quote else ()
+    for char in text:
+        if char in special:
+            piece = "\\" + char
+        elif char.isprintable():
+            piece = char
+        else:
+            piece = repr(char)[1:-1]
+        size += len(piece)
+        if limit is not None and size > limit:
+            return "".join(out), True
+        out.append(piece)
+    return "".join(out), False
+
+
+def printable(text: str, limit: int | None = SHOWN) -> str:
     """``text`` on one line: characters that are not printable (newlines, escapes,
-    bytes that were not UTF-8) escaped as ``repr`` escapes them; cut after ``limit``."""
-    head = text if len(text) <= limit else text[:limit]
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in head)
-    return out if head is text else f"{out}... ({len(text)} characters)"
+    bytes that were not UTF-8) escaped as ``repr`` escapes them; cut after ``limit``
+    characters of output (None: never), its length said."""
+    out, cut = _escaped(text, limit)
+    return f"{out}... ({len(text)} characters)" if cut else out
 
 
 def shown(value: str, limit: int = SHOWN) -> str:
-    """``value`` quoted for an error line (``'...'``), as ``printable`` makes it."""
-    if len(value) <= limit:
-        return repr(value)
-    return f"{value[:limit]!r}... ({len(value)} characters)"
+    """``value`` quoted for an error line (``'...'``), escaped and cut as ``printable``."""
+    out, cut = _escaped(value, limit, "'")
+    return f"'{out}'... ({len(value)} characters)" if cut else f"'{out}'"
 
 
 def clipped(reason: str, limit: int = SHOWN) -> str:

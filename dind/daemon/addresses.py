@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import socket
 
-from dind.errors import UsageError, shown
+from dind.errors import UsageError, control, shown
 from dind.procfile import try_read
 
 MAX_PROC = 8 << 20
@@ -62,7 +62,7 @@ def server_sans(addresses: list[str], hostnames: list[str], extra: list[str]) ->
 
 def one_san(word: str, origin: str) -> str:
     """One word as a normalised ``IP:``/``DNS:`` SAN, or a UsageError."""
-    bad = next((c for c in word if ord(c) < 32 or ord(c) == 127), None)
+    bad = next((c for c in word if control(c)), None)
     if bad is not None:
         raise UsageError(f"{origin}: {shown(word)}: control character {bad!r}")
     prefix, colon, value = word.partition(":")

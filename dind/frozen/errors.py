@@ -6,20 +6,18 @@ Usage problems (a bad reference, platform or option) raise ``dind.errors.UsageEr
 
 from __future__ import annotations
 
-import re
-
+from dind import errors
 from dind.errors import DindError
-
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def printable(text: str) -> str:
-    """``text`` on one line: control characters (newlines, escape sequences) escaped.
+    """``text`` on one line, escaped as ``dind.errors.printable`` escapes, never cut.
 
     Messages carry text from registries and from the output directory; an error is
-    one line on stderr whatever that text holds.
+    one line on stderr whatever that text holds. (Bounds are the callers': a body
+    read is at most 64 KiB, an error line cuts it.)
     """
-    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+    return errors.printable(text, None)
 
 
 class FreezeError(DindError):
