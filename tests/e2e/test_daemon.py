@@ -560,20 +560,40 @@ def test_a_user_managed_ca_is_kept_and_used(e2e: Env) -> None:
     assert sorted(p.name for p in certs.iterdir()) == ["client", "server"]
 
 
-def test_tls_off_is_ready_in_under_5_seconds(e2e: Env) -> None:
+SLOWED_DOWN = "Startup is intentionally being slowed down"
+"""dockerd's warning (20.10 and 26 alike) before it sleeps 15 s on a TCP host without
+TLS, unless --tls=false or --tlsverify=false says so explicitly."""
+
+
+def test_tls_off_skips_dockerds_15_second_warning_sleep(e2e: Env) -> None:
     """DOCKER_TLS_CERTDIR set but empty (docker:dind's opt-out): plain TCP on 2375 with
-    --tls=false, so dockerd skips its 15-second warning sleep."""
+    --tls=false, so dockerd skips its 15-second warning sleep: its log shows the TCP
+    listener and no warning. The control: the same host given by hand (dind then adds
+    no flag) and dockerd announces the sleep. (Was a 5-second bound on readiness, a
+    timing target that Docker 26's slower start crossed under load.)"""
     started = time.monotonic()
     outer = Outer.start(e2e, "--network", "none", "-e", "DOCKER_TLS_CERTDIR=")
+    control = None
     try:
         wait_ready(outer, "DOCKER_HOST=tcp://127.0.0.1:2375", timeout=30)
-        took = time.monotonic() - started
-        FIGURES["TLS off: docker run -d to a TCP answer"] = f"{took:.2f} s"
+        FIGURES["TLS off: docker run -d to a TCP answer"] = f"{time.monotonic() - started:.2f} s"
         argv = dockerd_argv(outer)
         assert "tcp://0.0.0.0:2375" in argv and "--tls=false" in argv, argv
-        assert took < 5
+        log = logs(outer, tail=1000)
+        assert "API listen on [::]:2375" in log, log
+        assert SLOWED_DOWN not in log, log
+        control = Outer.start(
+            e2e, "--network", "none", "-e", "DOCKER_TLS_CERTDIR=",
+            command=("-H", "tcp://0.0.0.0:2375"),
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while SLOWED_DOWN not in (said := logs(control, tail=1000)):
+            assert time.monotonic() < deadline, said
+            time.sleep(0.2)
     finally:
         outer.remove()
+        if control is not None:  # dockerd asleep: killed, not stopped
+            e2e.daemon.docker("rm", "-f", "-v", control.name, check=False, timeout=60)
 
 
 # --- bad input --------------------------------------------------------------------------
