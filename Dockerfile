@@ -2,6 +2,7 @@
 # docker:dind (same variables, certificates layout and ports) and moby's dev flow.
 #
 #   scripts/build-image [--base IMAGE] [--tag TAG]    # offline: wheelhouse + docker build
+#   docker build --build-arg DEBIAN_SUITE=bookworm .  # Debian 12 (Docker 20.10) instead
 #   docker run --privileged IMAGE                     # a nested dockerd (TLS on 2376)
 #   docker run --privileged IMAGE --mtu 1400          # dockerd's own flags, docker:dind style
 #   docker run --privileged IMAGE --with-dockerd make test   # dockerd beside a command
@@ -12,7 +13,11 @@
 # inside the build. Without wheelhouse/ a plain `docker build .` installs from PyPI.
 # Stages: runtime (apt) -> build (venv, then dind) -> frozen (optional) -> final.
 
-ARG BASE_IMAGE=debian:bookworm-slim
+# The Debian release decides the nested engine: trixie (Debian 13) has docker.io 26
+# and Python 3.13; bookworm (Debian 12, docker.io 20.10, out of upstream support)
+# is the tested alternative. BASE_IMAGE overrides both (e.g. a local debootstrap).
+ARG DEBIAN_SUITE=trixie
+ARG BASE_IMAGE=debian:${DEBIAN_SUITE}-slim
 
 FROM ${BASE_IMAGE} AS runtime
 # What a nested dockerd needs (docker.io brings containerd, runc, tini, iptables)

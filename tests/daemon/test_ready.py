@@ -1,17 +1,25 @@
 """``dind --ready``'s reading of DOCKER_HOST: what a docker client would reach, or a
-usage error (exit 2, one line) for an address no client could use."""
+usage error (exit 2, one line) for an address no client could use; and its TLS
+verification, as lenient as a docker client's and no more."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from dind.daemon.ready import endpoint
+from dind.daemon.ready import endpoint, ping
 from dind.errors import UsageError
 
 
@@ -118,3 +126,112 @@ def test_bytes_that_are_not_utf8_are_escaped_not_echoed_raw(tmp_path: Path) -> N
     assert b"\xff" not in result.stderr and b"\xfe" not in result.stderr
     (line,) = result.stderr.decode("utf-8").splitlines()
     assert line.startswith(f"dind: error: not ready: unix://{tmp_path}/\\udcff\\udcfe.sock: ")
+
+
+# --- TLS: a user's chain is judged as docker clients judge it -------------------------
+
+
+def _chain_without_key_identifiers(directory: Path) -> None:
+    """ca.pem, and cert.pem/key.pem for 127.0.0.1 signed by it, with no Subject or
+    Authority Key Identifier: what older openssl recipes make, and what dockerd and
+    the docker CLI (Go) accept."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def signed(builder: x509.CertificateBuilder, key: ec.EllipticCurvePrivateKey) -> bytes:
+        cert = (
+            builder.serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = x509.CertificateBuilder().subject_name(name("user CA")).issuer_name(name("user CA"))
+    ca = ca.public_key(ca_key.public_key())
+    ca = ca.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    (directory / "ca.pem").write_bytes(signed(ca, ca_key))
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = x509.CertificateBuilder().subject_name(name("daemon")).issuer_name(name("user CA"))
+    leaf = leaf.public_key(key.public_key()).add_extension(
+        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]),
+        critical=False,
+    )
+    (directory / "cert.pem").write_bytes(signed(leaf, ca_key))
+    (directory / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+@pytest.fixture
+def tls_daemon(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A TLS server on loopback answering ``/_ping`` with OK, its certificate from
+    :func:`_chain_without_key_identifiers`: (DOCKER_HOST, the directory of the files)."""
+    _chain_without_key_identifiers(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.settimeout(5)
+                    tls.recv(4096)
+                    tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+            except (OSError, ssl.SSLError):
+                conn.close()  # the client refused the certificate
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}", tmp_path
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def test_a_chain_without_key_identifiers_is_ready_under_strict_defaults(
+    tls_daemon: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.13 (the image's) sets VERIFY_X509_STRICT in every default context, and
+    OpenSSL then refuses a chain without key identifiers ("Missing Authority Key
+    Identifier"), which docker clients accept: the health check of a daemon with a
+    user-managed CA failed alone. Here 3.13's default is reproduced on any Python;
+    the CA is still verified (a wrong one fails)."""
+    default_context = ssl.create_default_context
+
+    def strict_default(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        context = default_context(*args, **kwargs)
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
+        return context
+
+    monkeypatch.setattr(ssl, "create_default_context", strict_default)
+    host, certs = tls_daemon
+    environ = {"DOCKER_HOST": host, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs)}
+    assert ping(endpoint(environ), 5) is None
+    other = certs / "other"
+    other.mkdir()
+    _chain_without_key_identifiers(other)
+    (certs / "ca.pem").write_bytes((other / "ca.pem").read_bytes())
+    refused = ping(endpoint(environ), 5)
+    assert refused is not None and "certificate verify failed" in refused, refused

@@ -1,6 +1,11 @@
 """End-to-end fixtures: a private Docker engine, a registry-free base image, the
 dev image built by scripts/build-image, and helpers to run containers in it.
 
+The image is built from the Dockerfile's defaults (no ``--base``): its ``FROM`` names
+``debian:<DEBIAN_SUITE>-slim``, which the test daemon holds as a debootstrap image of
+that suite (no registry is reachable). The same image, saved, is the nested
+containers' base (``/images/base.tar``).
+
 Everything is real: the engine is installed if missing (tests.support.dockerd),
 the image is built from the top-level Dockerfile, and nested dockerds run inside
 ``--privileged`` containers. The tests need root and skip only without it (CI is
@@ -28,8 +33,9 @@ import pytest
 
 from tests.support.dockerd import (
     Dockerd,
-    base_image,
     build_dev_image,
+    debian_slim,
+    dockerfile_suite,
     ensure_engine,
     start_dockerd,
 )
@@ -38,6 +44,7 @@ REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
 CACHE = Path(os.environ.get("DIND_E2E_CACHE", "/var/cache/dind-e2e"))
 IMAGE_TAG = "dind:e2e"
+SUITE = dockerfile_suite(REPO)  # the image's default Debian release (ARG DEBIAN_SUITE)
 NESTED_BASE_TAR = "/images/base.tar"  # where outer containers see the saved base image
 IS_ROOT = os.geteuid() == 0
 
@@ -86,8 +93,8 @@ class Env:
     """What the e2e tests share: the daemon, the dev image and the saved base image."""
 
     daemon: Dockerd
-    image: str
-    base: str
+    image: str  # built from the Dockerfile's defaults
+    base: str  # local/debian:SUITE: the image's base, and the nested containers'
     base_tar: Path
     workdir: Path
     build_log: str
@@ -113,15 +120,17 @@ def e2e() -> Iterator[Env]:
     daemon = start_dockerd(workdir / "dockerd")
     try:
         t = time.monotonic()
-        base = base_image(daemon, CACHE)
-        FIGURES["base image (debootstrap or cache + import)"] = f"{time.monotonic() - t:.1f} s"
+        base = debian_slim(daemon, CACHE, SUITE)
+        FIGURES[f"base image {SUITE} (debootstrap or cache + import)"] = (
+            f"{time.monotonic() - t:.1f} s"
+        )
         t = time.monotonic()
-        build = build_dev_image(daemon, REPO, base=base, tag=IMAGE_TAG)
+        build = build_dev_image(daemon, REPO, tag=IMAGE_TAG)
         if build.returncode != 0:
             pytest.fail(f"scripts/build-image failed:\n{build.stdout[-6000:]}\n{build.stderr}")
-        FIGURES["image build (scripts/build-image)"] = f"{time.monotonic() - t:.1f} s"
+        FIGURES[f"image build on {SUITE} (scripts/build-image)"] = f"{time.monotonic() - t:.1f} s"
         size = int(daemon.docker("image", "inspect", "-f", "{{.Size}}", IMAGE_TAG).stdout)
-        FIGURES["image size"] = mb(size)
+        FIGURES[f"image size on {SUITE}"] = mb(size)
         base_tar = workdir / "base.tar"
         daemon.docker("save", "-o", base_tar, base)
         yield Env(daemon, IMAGE_TAG, base, base_tar, workdir, build.stdout + build.stderr)

@@ -21,7 +21,7 @@ import pytest
 
 from dind import mountinfo, proccgroup
 from dind.mountinfo import MountTable
-from tests.e2e.conftest import DATA, FIGURES, NESTED_BASE_TAR, REPO, Env, Outer
+from tests.e2e.conftest import DATA, FIGURES, NESTED_BASE_TAR, REPO, SUITE, Env, Outer
 from tests.support.registry import run_registry
 
 CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
@@ -324,6 +324,25 @@ def test_make_binary_flow_builds_in_a_nested_container(e2e: Env) -> None:
 
 
 # --- the image build: offline, cache-friendly, lean ----------------------------------
+
+
+def test_default_image_is_debian_13_with_docker_26_or_later(e2e: Env) -> None:
+    """Issue 20: built with no --base, the image is the Dockerfile's default suite
+    (trixie), whose docker.io is 26 or later (20.10 is out of upstream support), with
+    its docker CLI (a package of its own, docker-cli, from Debian 13 on)."""
+    script = """
+        . /etc/os-release; echo "suite=$VERSION_CODENAME"
+        echo "dockerd=$(dockerd --version)"
+        echo "docker=$(docker --version)"
+    """
+    out = e2e.daemon.docker("run", "--rm", "--entrypoint", "sh", e2e.image, "-c", script).stdout
+    found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    FIGURES["engine in the image"] = f"{found['dockerd']}; {found['docker']}"
+    assert (SUITE, found["suite"]) == ("trixie", "trixie")
+    for tool in ("dockerd", "docker"):
+        version = re.match(r"Docker version (\d+)\.(\d+)", found[tool])
+        assert version, found[tool]
+        assert (int(version[1]), int(version[2])) >= (26, 0), found[tool]
 
 
 def test_build_installed_python_packages_from_the_wheelhouse_only(e2e: Env) -> None:

@@ -23,8 +23,9 @@ import pytest
 
 from tests.support.dockerd import (
     Dockerd,
-    base_image,
     build_dev_image,
+    debian_slim,
+    dockerfile_suite,
     ensure_engine,
     start_dockerd,
 )
@@ -88,9 +89,9 @@ def runtime_env() -> Iterator[Setup]:
     workdir = Path(tempfile.mkdtemp(prefix="dind-runtimes-", dir="/var/tmp"))
     daemon = start_dockerd(workdir / "dockerd")
     try:
-        base = base_image(daemon, CACHE)
+        base = debian_slim(daemon, CACHE, dockerfile_suite(REPO))  # the image's default
         t = time.monotonic()
-        build = build_dev_image(daemon, REPO, base=base, tag=IMAGE_TAG)
+        build = build_dev_image(daemon, REPO, tag=IMAGE_TAG)
         if build.returncode != 0:
             pytest.fail(f"scripts/build-image failed:\n{build.stdout[-6000:]}\n{build.stderr}")
         FIGURES["runtimes: image build"] = f"{time.monotonic() - t:.1f} s"

@@ -57,6 +57,9 @@ Interface (stable)::
     d.env                                  # DOCKER_HOST etc. for other clients
     tag = base_image(d, Path("/var/cache/dind-e2e"))   # "local/debian:bookworm", cached
     build_dev_image(d, repo, base=tag, tag="dind:e2e")   # scripts/build-image; CompletedProcess
+    suite = dockerfile_suite(repo)         # "trixie": the Dockerfile's ARG DEBIAN_SUITE
+    tag = debian_slim(d, cache, suite)     # base_image(), also tagged debian:trixie-slim
+    build_dev_image(d, repo, tag="dind:e2e")   # no --base: the Dockerfile's own FROM
     d.docker("run", "--network", "host", *(f"-e{k}={v}" for k, v in d.proxy_env.items()), ...)
     d.in_namespaces("ctr", "-a", d.containerd_socket, ...)   # argv for its mount+net namespaces
     d.stop(remove_workdir=True)            # by PID; removes its cgroups (and the workdir)
@@ -658,15 +661,24 @@ def start_dockerd(
 
 
 def build_dev_image(
-    d: Dockerd, repo: Path, *, base: str, tag: str, timeout: float = 900.0
+    d: Dockerd,
+    repo: Path,
+    *,
+    tag: str,
+    base: str | None = None,
+    build_args: Sequence[str] = (),
+    timeout: float = 900.0,
 ) -> subprocess.CompletedProcess[str]:
-    """``scripts/build-image --base BASE --tag TAG`` of ``repo`` against ``d`` (not checked).
+    """``scripts/build-image [--base BASE] --tag TAG -- BUILD_ARGS`` of ``repo`` against
+    ``d`` (not checked). Without ``base`` the Dockerfile's own ``FROM`` applies
+    (``debian:SUITE-slim``: see :func:`debian_slim`).
 
     The build's apt reaches the Debian mirror through the daemon's proxy (see
     Network above): the script's default ``--network host`` is the daemon's netns.
     """
+    base_args = ["--base", base] if base else []
     return subprocess.run(
-        [str(repo / "scripts/build-image"), "--base", base, "--tag", tag],
+        [str(repo / "scripts/build-image"), *base_args, "--tag", tag, "--", *build_args],
         env={**d.env, "DOCKER": d.client},
         capture_output=True,
         text=True,
@@ -833,4 +845,24 @@ def base_image(
         tarball,
         tag,
     )
+    return tag
+
+
+def dockerfile_suite(repo: Path) -> str:
+    """The Debian suite the image is built on by default: ``ARG DEBIAN_SUITE=`` of the
+    repository's Dockerfile (one place for that fact, read by the tests too)."""
+    text = (repo / "Dockerfile").read_text()
+    found = re.search(r"^ARG DEBIAN_SUITE=([a-z]+)$", text, re.M)
+    if found is None:
+        raise DockerdError(f"{repo / 'Dockerfile'}: no ARG DEBIAN_SUITE=<suite>")
+    return found.group(1)
+
+
+def debian_slim(d: Dockerd, cache_dir: Path, suite: str) -> str:
+    """:func:`base_image` of ``suite``, also tagged ``debian:<suite>-slim`` in ``d``: the
+    name the Dockerfile's ``FROM`` gives it (``ARG DEBIAN_SUITE``), so the image builds
+    from its own defaults, no ``--base``, as a user's would (the daemon is private: the
+    local tag shadows no one's). Returns the ``local/debian:<suite>`` tag."""
+    tag = base_image(d, cache_dir, suite=suite)
+    d.docker("tag", tag, f"debian:{suite}-slim")
     return tag
