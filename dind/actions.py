@@ -3,8 +3,9 @@
 ``--dry-run`` prints exactly the objects that a real run executes, so what users
 read is what happens. ``status`` is decided at planning time from the evidence:
 ``pending`` (to do), ``satisfied`` (already so), ``conflict`` (something else is
-in the way: warn, never stack on top of it), ``refused`` (dind must not go on:
-it stops before changing anything).
+in the way: warn, never stack on top of it), ``skipped`` (it cannot work at the
+privilege found, e.g. securityfs in a user namespace: not attempted, the note says
+why), ``refused`` (dind must not go on: it stops before changing anything).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 PENDING = "pending"
 SATISFIED = "satisfied"
 CONFLICT = "conflict"
+SKIPPED = "skipped"
 REFUSED = "refused"
 
 
@@ -160,6 +162,31 @@ class Mount(Action):
 
     def execute(self, kernel: Kernel) -> str | None:
         kernel.mount(self.source, self.target, self.fstype, self.flags, self.data)
+        return None
+
+
+class Bind(Action):
+    """``mount --bind SOURCE TARGET``: both opened without following symlinks."""
+
+    __slots__ = ("source", "target")
+    kind = "bind"
+    privileged = True
+
+    def __init__(
+        self, step: str, source: str, target: str, status: str = PENDING, note: str = ""
+    ) -> None:
+        super().__init__(step, status, note)
+        self.source = source
+        self.target = target
+
+    def describe(self) -> str:
+        return f"mount --bind {self.source} {self.target}"
+
+    def details(self) -> dict[str, object]:
+        return {"target": self.target, "source": self.source, "options": "bind"}
+
+    def execute(self, kernel: Kernel) -> str | None:
+        kernel.mount(self.source, self.target, None, MS_BIND, None)
         return None
 
 

@@ -6,6 +6,7 @@ best-effort one is a warning and the rest of its step is skipped.
 
 from __future__ import annotations
 
+from dind.actions import SKIPPED as PLANNED_SKIP
 from dind.errors import SetupError
 from dind.policy import DID, DONE, FAILED, LEFT, SKIPPED, explain, walk
 
@@ -50,6 +51,8 @@ def apply(plan: Plan, kernel: Kernel, log: Log, strict: bool = False) -> None:
             log.debug(f"already done: {action.describe()}{note}", **fields)
         elif result.outcome == LEFT:
             log.warning(f"not done: {action.describe()}: {action.note}", **fields)
+        elif result.outcome == SKIPPED and action.status == PLANNED_SKIP:
+            log.info(f"skipped: {action.describe()}: {action.note}", **fields)
         elif result.outcome == SKIPPED:
             log.debug(f"skipped after an earlier failure: {action.describe()}", **fields)
         elif result.outcome == FAILED and result.error is not None:

@@ -126,6 +126,15 @@ _KEPT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
 """Per-mount flags a bind remount must repeat, or it clears them (atime flags are kept)."""
 
 
+def kept_flags(options: list[str]) -> tuple[int, list[str]]:
+    """The flags and names of ``options`` (a mount's, from mountinfo) a bind remount repeats."""
+    kept = [o for o in options if o in _KEPT_FLAGS]
+    flags = 0
+    for o in kept:
+        flags |= _KEPT_FLAGS[o]
+    return flags, kept
+
+
 def plan_remount(mounts: MountTable, under: str) -> list[Action]:
     """Read-only cgroup mounts at or below ``under``, remounted read-write.
 
@@ -142,10 +151,7 @@ def plan_remount(mounts: MountTable, under: str) -> list[Action]:
         options = m.mount_options.split(",")
         if "ro" not in options:
             continue
-        kept = [o for o in options if o in _KEPT_FLAGS]
-        flags = 0
-        for o in kept:
-            flags |= _KEPT_FLAGS[o]
+        flags, kept = kept_flags(options)
         actions.append(
             Remount(
                 steps.CGROUP_REMOUNT,

@@ -152,6 +152,19 @@ Exit status:
     default=None,
     help="Probe: exit 0 when the daemon at DOCKER_HOST answers GET /_ping, else 1.",
 )
+@click.option(
+    "--recipe",
+    metavar="RUNTIME",
+    help="Print the least-privilege outer options for RUNTIME (docker, podman, lxc, nspawn, "
+    "kubernetes) to run dind without a privileged container; runs anywhere.",
+)
+@click.option(
+    "--seccomp-profile",
+    is_flag=True,
+    default=None,
+    help="Print dind's seccomp profile (Docker's default plus what a nested runtime needs), "
+    "for --security-opt seccomp=FILE.",
+)
 @click.version_option(__version__, prog_name="dind")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(**params: object) -> None:
@@ -225,6 +238,7 @@ def parse(args: list[str], default_command: str = "") -> Settings:
     params = dict(ctx.params)
     argv = rest or [str(a) for a in params.pop("command") or ()]
     params.pop("command", None)
-    if not argv and default_command and not (params.get("check") or params.get("ready")):
+    prints = ("check", "ready", "recipe", "seccomp_profile")
+    if not argv and default_command and not any(params.get(name) for name in prints):
         argv = [default_command]
     return from_sources(argv, params)

@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 
 TMP_SHOWN = 4
 """Names of /tmp entries kept for the warning; counting further is not needed."""
+PRIVILEGE_FILES = (
+    paths.PROC_SELF_STATUS,
+    paths.PROC_SELF_UID_MAP,
+    paths.CAP_LAST_CAP,
+    paths.DEVICES_LIST,
+)
+PRIVILEGE_LIMIT = 1 << 20
+"""/proc/self/status is a few KiB; a devices list a few lines per device rule."""
 MAX_FILE = 16 << 20
 """cgroup.procs of a busy host's root is the largest such file; 16 MiB is far above it."""
 
@@ -108,8 +116,22 @@ def read(settings: Settings, *, everything: bool = False) -> Evidence:
         "self/cgroup": _link("/proc/self/ns/cgroup"),
         "self/mnt": _link("/proc/self/ns/mnt"),
         "self/pid": _link("/proc/self/ns/pid"),
+        "self/user": _link("/proc/self/ns/user"),
+        "self/net": _link("/proc/self/ns/net"),
         "1/mnt": _link("/proc/1/ns/mnt"),
     }
+    probes: dict[str, str | None] = {}
+    if not captured:
+        # What decides privilege (dind.privilege): the steps a user namespace rules out, the
+        # start-up warning and summary. A few small files; the probes are --check's alone.
+        for path in PRIVILEGE_FILES:
+            take(path, path, PRIVILEGE_LIMIT)
+        if everything:
+            for path in (paths.ATTR_APPARMOR, paths.ATTR_CURRENT):
+                take(path, path, PRIVILEGE_LIMIT)
+            from dind.probes import probe_all
+
+            probes = probe_all()
     if not captured and links["1/mnt"] is None:
         take("/proc/1/mountinfo", "/proc/1/mountinfo", mountinfo.MAX_SIZE)
     root = settings.cgroup_root
@@ -131,6 +153,7 @@ def read(settings: Settings, *, everything: bool = False) -> Evidence:
         mountinfo_source=settings.mountinfo,
         links=links,
         captured=captured,
+        probes=probes,
     )
 
 

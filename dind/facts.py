@@ -16,6 +16,7 @@ from dind.record import Record
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dind.daemon.facts import DaemonEvidence, DaemonFacts
+    from dind.privilege import Privilege
     from dind.proccgroup import Hierarchy
     from dind.settings import Settings
 
@@ -37,6 +38,7 @@ class Evidence(Record):
         "files",
         "links",
         "mountinfo_source",
+        "probes",
         "proc_cgroup_source",
         "root_entries",
         "root_symlink",
@@ -62,6 +64,7 @@ class Evidence(Record):
         links: dict[str, str | None] | None = None,
         captured: bool = False,
         daemon: DaemonEvidence | None = None,
+        probes: dict[str, str | None] | None = None,
     ) -> None:
         self.files = files
         self.errors = errors or {}
@@ -77,6 +80,10 @@ class Evidence(Record):
         self.links = links or {}
         self.captured = captured
         self.daemon = daemon
+        self.probes = probes or {}
+        """Answers that are not files (``--check`` only): the keyring and pivot_root probes,
+        /dev/net/tun and /dev/fuse (``char MAJ:MIN``, ``missing``, ``other``), the owner of
+        this container's cgroup as seen here (``cgroup_owner``)."""
 
     def text(self, path: str) -> str | None:
         return self.files.get(path)
@@ -97,6 +104,7 @@ class Facts(Record):
         "host_evidence",
         "mounts",
         "own_cgroups",
+        "privilege",
         "proc_cgroup",
         "root_entries",
         "securityfs_dir",
@@ -123,6 +131,7 @@ class Facts(Record):
         host: bool | None = False,
         host_evidence: str = "",
         daemon: DaemonFacts | None = None,
+        privilege: Privilege | None = None,
     ) -> None:
         self.hierarchies = hierarchies
         self.mounts = mounts
@@ -140,6 +149,9 @@ class Facts(Record):
         self.host = host
         self.host_evidence = host_evidence
         self.daemon = daemon
+        self.privilege = privilege
+        """The facts that decide privilege (dind.privilege); None for a capture of another
+        system, whose own were not read."""
 
     @property
     def pure_v2(self) -> bool:
@@ -224,6 +236,11 @@ def from_evidence(ev: Evidence, settings: Settings, *, everything: bool = False)
         from dind.daemon.facts import daemon_facts
 
         daemon = daemon_facts(ev.daemon, settings)
+    privilege = None
+    if not ev.captured:
+        from dind.privilege import from_evidence as privilege_facts
+
+        privilege = privilege_facts(ev, mounts if mounting else None)
     return Facts(
         hierarchies=hierarchies,
         mounts=mounts,
@@ -247,4 +264,5 @@ def from_evidence(ev: Evidence, settings: Settings, *, everything: bool = False)
         host=host,
         host_evidence=host_evidence,
         daemon=daemon,
+        privilege=privilege,
     )

@@ -15,6 +15,7 @@ from dind.settings import Settings, from_sources
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from dind.facts import Facts
     from dind.plan import Plan
 
 USAGE = 2
@@ -106,6 +107,8 @@ def run(args: list[str], mask: set[int] | None = None) -> int:
 
     log = Log(settings.log_level, settings.log_format)
     try:
+        if settings.recipe or settings.seccomp_profile:
+            return printed(settings, log)
         if settings.ready:
             from dind.daemon.ready import probe
 
@@ -146,11 +149,42 @@ def run(args: list[str], mask: set[int] | None = None) -> int:
         return SETUP_FAILED
 
 
-def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
-    """Serialise with other dind runs, plan, apply, then exec or supervise the command."""
+def printed(settings: Settings, log: Log) -> int:
+    """``--recipe RUNTIME`` or ``--seccomp-profile``: text on stdout, nothing looked at."""
+    if settings.recipe:
+        from dind.recipe import render
+
+        text = render(settings.recipe)
+    else:
+        from dind.seccomp import render as render_profile
+
+        text = render_profile()
+    return 0 if write_out(text, log) else SETUP_FAILED
+
+
+def _planned(settings: Settings, log: Log) -> tuple[Facts, Plan]:
+    """Detect, then plan; what this container's privilege rules out is said here, once
+    (dind.privilege, from the facts; the facts are returned for the start-up summary)."""
     from dind import detect
     from dind.facts import from_evidence
     from dind.plan import make_plan
+
+    evidence = detect.read(settings)
+    if settings.daemon_mode:
+        from dind.daemon.detect import read_daemon
+
+        evidence.daemon = read_daemon(settings)
+    facts = from_evidence(evidence, settings)
+    if facts.privilege is not None:
+        from dind.privilege import assess, cannot
+
+        for limit in cannot(assess(facts.privilege)):
+            log.warning(limit, privilege=True)
+    return facts, make_plan(facts, settings)
+
+
+def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
+    """Serialise with other dind runs, plan, apply, then exec or supervise the command."""
     from dind.syscalls import lock
 
     # Two dind runs at once (an entrypoint and a `docker exec dind ...`) would both
@@ -160,12 +194,7 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
     if not settings.dry_run:
         guard = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         lock(guard)
-    evidence = detect.read(settings)
-    if settings.daemon_mode:
-        from dind.daemon.detect import read_daemon
-
-        evidence.daemon = read_daemon(settings)
-    plan = make_plan(from_evidence(evidence, settings), settings)
+    _facts, plan = _planned(settings, log)
     if settings.dry_run:
         return dry_run(plan, settings, log)
 

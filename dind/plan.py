@@ -9,8 +9,19 @@ mode the daemon's own steps and command line (``dind.daemon.plan``).
 from __future__ import annotations
 
 from dind import cgroup1, cgroup2, confine, paths, steps
-from dind.actions import PENDING, REFUSED, SATISFIED, Action, Decision, Mount, Propagation, SetEnv
+from dind.actions import (
+    PENDING,
+    REFUSED,
+    SATISFIED,
+    SKIPPED,
+    Action,
+    Decision,
+    Mount,
+    Propagation,
+    SetEnv,
+)
 from dind.record import Record
+from dind.sysctl import plan_net_sysctls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,6 +95,22 @@ def _host(facts: Facts, allow: bool, actions: list[Action]) -> Plan:
     return Plan(actions, [])
 
 
+def _securityfs(facts: Facts) -> Action:
+    """securityfs, unless mounted already; skipped in a user namespace (the kernel refuses it
+    there: the securityfs type has no FS_USERNS_MOUNT)."""
+    note = _mounted(facts, paths.SECURITYFS)
+    status = SATISFIED if note else PENDING
+    if not note and facts.privilege is not None and facts.privilege.user_ns:
+        status = SKIPPED
+        note = (
+            "securityfs cannot be mounted in a user namespace: nested containers get no "
+            "AppArmor profile"
+        )
+    return Mount(
+        steps.SECURITYFS, "securityfs", paths.SECURITYFS, "securityfs", "", 0, status, note
+    )
+
+
 def _tmp(facts: Facts) -> tuple[list[Action], list[tuple[str, str]]]:
     note = _mounted(facts, paths.TMP)
     action = Mount(
@@ -118,13 +145,7 @@ def make_plan(facts: Facts, settings: Settings) -> Plan:
         actions.append(SetEnv(steps.ENVIRONMENT, "container", "docker"))
 
     if steps.SECURITYFS not in skip and facts.securityfs_dir:
-        note = _mounted(facts, paths.SECURITYFS)
-        status = SATISFIED if note else PENDING
-        actions.append(
-            Mount(
-                steps.SECURITYFS, "securityfs", paths.SECURITYFS, "securityfs", "", 0, status, note
-            )
-        )
+        actions.append(_securityfs(facts))
 
     if steps.TMP not in skip:
         more, found = _tmp(facts)
@@ -165,6 +186,10 @@ def make_plan(facts: Facts, settings: Settings) -> Plan:
                     paths.SYS_FS_CGROUP, facts.cgroup2_controllers, facts.cgroup2_subtree
                 )
             )
+
+    if steps.NET_SYSCTLS not in skip:
+        net_host = None if facts.privilege is None else facts.privilege.net_host
+        actions += plan_net_sysctls(facts.mounts, net_host)
 
     if steps.RSHARED not in skip:
         every = facts.mounts.mounts

@@ -16,6 +16,7 @@ import os
 
 from dind import steps
 from dind.actions import CONFLICT, REFUSED, SATISFIED
+from dind.actions import SKIPPED as PLANNED_SKIP
 from dind.errors import SetupError
 from dind.record import Record
 
@@ -26,7 +27,12 @@ if TYPE_CHECKING:
     from dind.actions import Action
     from dind.plan import Plan
 
-PRIVILEGED_HINT = "run the container with --privileged"
+MOUNT_HINT = (
+    "give the container CAP_SYS_ADMIN (docker run --cap-add SYS_ADMIN; "
+    "dind --recipe RUNTIME prints all nested Docker needs)"
+)
+"""The least grant that lets dind mount: not --privileged (dind --check names it in the
+runtime's own words)."""
 
 DID = "did"
 """Executed (apply) or expected to work (check)."""
@@ -36,13 +42,14 @@ LEFT = "conflict"
 """Something else is in the way: warned about and left alone."""
 FAILED = "failed"
 SKIPPED = "skipped"
-"""After an earlier failure in the same best-effort step."""
+"""After an earlier failure in the same best-effort step, or planned so (it cannot work at the
+privilege found: not attempted)."""
 NOT_REACHED = "not-reached"
 """After a fatal failure: dind stopped before."""
 
 _HINTS = {
-    errno.EPERM: PRIVILEGED_HINT,
-    errno.EACCES: PRIVILEGED_HINT + " (or an AppArmor/SELinux profile forbids it)",
+    errno.EPERM: MOUNT_HINT,
+    errno.EACCES: MOUNT_HINT + " (or an AppArmor/SELinux profile forbids it)",
     errno.ENODEV: "this kernel does not support that filesystem type",
     errno.EBUSY: "the target is busy (for cgroup v1: that hierarchy exists with other options)",
     errno.EINVAL: "the kernel rejected these mount options",
@@ -65,7 +72,7 @@ def explain(action: Action, err: OSError) -> SetupError:
     if code == errno.EROFS:
         path = str(err.filename or "")
         hint = (
-            "/sys is read-only: " + PRIVILEGED_HINT
+            "/sys is read-only: " + MOUNT_HINT
             if path.startswith("/sys/")
             else "a read-only filesystem: choose a --cgroup-root on a writable one "
             "(e.g. under /run) or --skip cgroup-mounts"
@@ -125,7 +132,7 @@ def walk(
             stopped = True
             yield Result(action, FAILED, SetupError(action.note, step=action.step), fatal=True)
             continue
-        if action.step in failed:
+        if action.step in failed or action.status == PLANNED_SKIP:
             yield Result(action, SKIPPED)
             continue
         if action.status == SATISFIED:

@@ -1,4 +1,4 @@
-"""Pure parsers for the small /proc and /sys files ``--check`` reads: text in, values out.
+"""Pure parsers for the small /proc and /sys files dind reads: text in, values out.
 
 mountinfo and /proc/PID/cgroup have their own modules (``dind.mountinfo``,
 ``dind.proccgroup``); these are the rest, each a few lines of the kernel's format.

@@ -50,6 +50,8 @@ class Settings:
         "mtu",
         "proc_cgroup",
         "ready",
+        "recipe",
+        "seccomp_profile",
         "skip",
         "strict",
         "timeout",
@@ -85,6 +87,8 @@ class Settings:
         data_root_check: bool = True,
         tls_certdir: str | None = None,
         tls_san: tuple[str, ...] = (),
+        recipe: str | None = None,
+        seccomp_profile: bool = False,
     ) -> None:
         self.command = command
         self.cgroup_root = cgroup_root
@@ -110,6 +114,10 @@ class Settings:
         self.data_root_check = data_root_check
         self.tls_certdir = tls_certdir
         self.tls_san = tls_san
+        self.recipe = recipe
+        """``--recipe RUNTIME``: print the least-privilege outer options, do nothing else."""
+        self.seccomp_profile = seccomp_profile
+        """``--seccomp-profile``: print dind's seccomp profile, do nothing else."""
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` (``--check`` plans dockerd mode with the user's options)."""
@@ -253,6 +261,21 @@ def _certdir(env: Mapping[str, str]) -> str | None:
     return value
 
 
+PRINTS = ("check", "ready", "recipe", "seccomp_profile")
+"""Options that answer and exit: one at a time, and without a command."""
+
+
+def _recipe(value: object) -> str | None:
+    """``--recipe RUNTIME``: one of dind.requirements.RUNTIMES (click checks it too)."""
+    if value is None:
+        return None
+    from dind.requirements import RUNTIMES
+
+    if value not in RUNTIMES:
+        raise UsageError(f"--recipe: {shown(str(value))} is not one of {', '.join(RUNTIMES)}")
+    return str(value)
+
+
 def _sans(text: str) -> tuple[str, ...]:
     """DOCKER_TLS_SAN, checked here so that garbage is a usage error before any step runs."""
     if not text.strip():
@@ -342,16 +365,19 @@ def from_sources(
         data_root_check=data_root_check,
         tls_certdir=_certdir(env),
         tls_san=_sans(env.get("DOCKER_TLS_SAN", "")),
+        recipe=_recipe(options.get("recipe")),
+        seccomp_profile=bool(options.get("seccomp_profile")),
     )
     if settings.init_group:
         settings.init = True
-    only = [name for name in ("check", "ready") if getattr(settings, name)]
+    only = [name for name in PRINTS if getattr(settings, name)]
     if len(only) > 1:
-        raise UsageError("--check and --ready cannot be combined")
+        names = [f"--{name.replace('_', '-')}" for name in only]
+        raise UsageError(f"{' and '.join(names)} cannot be combined")
     if only and command:
-        raise UsageError(f"--{only[0]} takes no command")
+        raise UsageError(f"--{only[0].replace('_', '-')} takes no command")
     if settings.with_dockerd and settings.dockerd_command:
         raise UsageError("--with-dockerd starts dockerd itself; COMMAND is what runs beside it")
-    if not command and not (settings.dry_run or settings.check or settings.ready):
+    if not command and not (settings.dry_run or only):
         raise UsageError("no command given (e.g. 'dind -- dockerd')")
     return settings

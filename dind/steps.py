@@ -15,6 +15,7 @@ CGROUP_CONFINE = "cgroup-confine"
 CGROUP_MOUNTS = "cgroup-mounts"
 CGROUP_REMOUNT = "cgroup-remount"
 CGROUP_NESTING = "cgroup-nesting"
+NET_SYSCTLS = "net-sysctls"
 RSHARED = "rshared"
 STALE_PID = "stale-pid"
 DATA_ROOT = "data-root"
@@ -34,6 +35,7 @@ KERNEL_STEPS = (
     CGROUP_MOUNTS,
     CGROUP_REMOUNT,
     CGROUP_NESTING,
+    NET_SYSCTLS,
     RSHARED,
 )
 DAEMON_STEPS = (STALE_PID, DATA_ROOT, TLS, HOSTS, IPTABLES, MTU)
@@ -43,7 +45,7 @@ STEPS = KERNEL_STEPS + DAEMON_STEPS
 REQUIRED = frozenset({CGROUP_MOUNTS, DATA_ROOT, TLS, HOSTS})
 """A failure here stops dind (exit 125); every other step is best effort unless --strict."""
 
-MOUNTING = (SECURITYFS, TMP, CGROUP_CONFINE, CGROUP_MOUNTS, CGROUP_REMOUNT, RSHARED)
+MOUNTING = (SECURITYFS, TMP, CGROUP_CONFINE, CGROUP_MOUNTS, CGROUP_REMOUNT, NET_SYSCTLS, RSHARED)
 """Steps that decide from the mount table: when all are skipped, it is not read."""
 
 CONSEQUENCE = {
@@ -52,6 +54,8 @@ CONSEQUENCE = {
     CGROUP_CONFINE: "nested containers' cgroups land outside this container's",
     CGROUP_REMOUNT: "a nested runtime finds read-only cgroups and cannot create its groups",
     CGROUP_NESTING: "nested containers get no cgroup v2 controllers (no resource limits)",
+    NET_SYSCTLS: "a nested dockerd cannot set its network sysctls: it stops when ip_forward is "
+    "0, and Docker 26 cannot start containers ('failed to disable IPv6')",
     RSHARED: "rshared volume mounts fail in nested containers",
     STALE_PID: "dockerd refuses to start while a stale pid file is there",
     IPTABLES: "dockerd uses the image's default iptables, which may not match the rules here",

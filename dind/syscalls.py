@@ -115,13 +115,22 @@ def _arg(value: str | None) -> bytes | None:
 def mount(
     source: str | None, target: str, fstype: str | None, flags: int, data: str | None
 ) -> None:
-    """mount(2) onto the object ``target`` names, opened without symlinks (errors name it)."""
+    """mount(2) onto the object ``target`` names, opened without symlinks (errors name it).
+
+    A bind mount's source is a path too: it is opened the same way and bound by descriptor.
+    """
     fd = open_path(target)
+    source_fd = -1
     try:
+        if flags & MS_BIND and not flags & MS_REMOUNT and source is not None:
+            source_fd = open_path(source)
+            source = f"/proc/self/fd/{source_fd}"
         if _mount(_arg(source), f"/proc/self/fd/{fd}".encode(), _arg(fstype), flags, _arg(data)):
             raise _oserror(target)
     finally:
         os.close(fd)
+        if source_fd >= 0:
+            os.close(source_fd)
 
 
 def umount(target: str, flags: int = MNT_DETACH) -> None:

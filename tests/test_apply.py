@@ -72,7 +72,7 @@ def test_not_privileged_stops_at_the_first_mount_whatever_its_step(
     assert mounts_of(kernel) == ["/sys/kernel/security"]
     message = str(err.value)
     assert message.startswith("mount -t securityfs securityfs /sys/kernel/security: ")
-    assert "run the container with --privileged" in message
+    assert "give the container CAP_SYS_ADMIN (docker run --cap-add SYS_ADMIN" in message
     assert err.value.errno == code and err.value.step == "securityfs"
     assert capsys.readouterr().err == ""  # main prints the error, once
 
@@ -122,7 +122,9 @@ def test_read_only_sys_and_unknown_filesystem_have_their_hints() -> None:
         "(20 earlier action(s) of cgroup-mounts stay applied)"
     )
     kernel = FakeKernel({("mount", "/sys/kernel/security"): errno.EROFS})
-    with pytest.raises(SetupError, match=r"\[EROFS\]: /sys is read-only: run the container with"):
+    with pytest.raises(
+        SetupError, match=r"\[EROFS\]: /sys is read-only: give the container CAP_SYS_ADMIN"
+    ):
         apply(container_plan(), kernel, Log(), strict=True)
 
 

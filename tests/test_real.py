@@ -244,7 +244,8 @@ def test_not_privileged_fails_with_125_and_the_hint(capsh: str) -> None:
     (line,) = result.stderr.splitlines()
     assert line == (
         "dind: error: mount -t securityfs securityfs /sys/kernel/security: "
-        "Operation not permitted [EPERM]: run the container with --privileged"
+        "Operation not permitted [EPERM]: give the container CAP_SYS_ADMIN (docker run "
+        "--cap-add SYS_ADMIN; dind --recipe RUNTIME prints all nested Docker needs)"
     )
 
 
@@ -261,7 +262,7 @@ def test_unprivileged_tmp_first_when_securityfs_is_skipped(capsh: str) -> None:
     assert [r["level"] for r in records[:-1]] == ["WARNING"] * (len(records) - 1)
     assert record["level"] == "ERROR"
     assert record["errno"] == errno.EPERM and record["step"] == "tmp"
-    assert record["message"].endswith("run the container with --privileged")
+    assert record["message"].endswith("dind --recipe RUNTIME prints all nested Docker needs)")
 
 
 # --- cgroup v2 nesting -----------------------------------------------------------------
@@ -347,7 +348,8 @@ def test_read_only_cgroup2_is_explained(scratch: Path) -> None:
         warning, error = result.stderr.splitlines()
         expected = (
             "(/sys/fs/cgroup/init): Read-only file system [EROFS]: /sys is read-only: "
-            "run the container with --privileged"
+            "give the container CAP_SYS_ADMIN (docker run --cap-add SYS_ADMIN; "
+            "dind --recipe RUNTIME prints all nested Docker needs)"
         )
         assert warning.startswith("dind: warning: move processes of /sys/fs/cgroup into init/")
         assert expected in warning

@@ -8,9 +8,8 @@ a nested dockerd cannot work). Where the snapshot cannot tell, the value is
 
 from __future__ import annotations
 
-from dind import cgroup1, confine, steps
+from dind import cgroup1, confine, privilege, procfs, requirements, steps
 from dind.actions import CONFLICT, REFUSED, SATISFIED
-from dind.check import procfs
 from dind.check.env import Env, active_lsms, denies_mount
 from dind.check.gather import IP_FORWARD, KERNEL_CONFIG, TABLE_NAMES
 from dind.check.model import Snapshot
@@ -18,16 +17,21 @@ from dind.check.predict import plan_area
 from dind.check.report import AREAS, Findings, Report
 from dind.errors import DindError
 from dind.facts import Facts, from_evidence
-from dind.keyring import OK as keyring_ok
 from dind.namespaces import is_initial
-from dind.paths import SECURITYFS, SYS_FS_CGROUP, TMP, UNIFIED
+from dind.paths import (
+    ATTR_CURRENT,
+    PROC_SELF_STATUS,
+    PROC_SELF_UID_MAP,
+    SECURITYFS,
+    SYS_FS_CGROUP,
+    TMP,
+    UNIFIED,
+)
 from dind.plan import Plan
 from dind.policy import DONE
 from dind.settings import Settings
 
 MOUNT_PROC = "run the check where /proc is mounted (docker does)"
-DOCKER_NEEDS = ("CAP_NET_ADMIN", "CAP_SYS_CHROOT", "CAP_MKNOD")
-"""Beyond CAP_SYS_ADMIN: bridges and iptables, container root filesystems, device nodes."""
 
 
 def _v1_writable(env: Env) -> bool | None:
@@ -154,7 +158,7 @@ def _cgroup(env: Env, found: Findings, skip: frozenset[str]) -> dict[str, object
             "no (read-only)",
             "/sys/fs/cgroup is cgroup2 and read-only: neither dind's nesting nor a nested "
             "dockerd can create groups or move processes",
-            env.fix("privileged") + ", and do not --skip cgroup-remount",
+            env.fix(requirements.SYS_ADMIN.key) + ", and do not --skip cgroup-remount",
         )
     else:
         found.warning(
@@ -163,7 +167,7 @@ def _cgroup(env: Env, found: Findings, skip: frozenset[str]) -> dict[str, object
             "the v1 hierarchies under /sys/fs/cgroup are mounted read-only; dind mounts "
             "writable ones under the cgroup root, but a nested runtime that finds these "
             "first in mountinfo cannot create its groups",
-            env.fix("privileged") + ", and do not --skip cgroup-remount",
+            env.fix(requirements.SYS_ADMIN.key) + ", and do not --skip cgroup-remount",
         )
     return section
 
@@ -226,85 +230,98 @@ def _namespaces(
     return section
 
 
-def _privileges(env: Env, found: Findings) -> dict[str, object]:
+def _privilege(env: Env, found: Findings) -> dict[str, object]:
+    """The level this container runs at, what nested Docker can do there, and each missing
+    piece with the least option that grants it in this runtime's words (dind.privilege)."""
     snap = env.snap
+    facts = env.privilege
+    judged = env.assessment
     effective = None if env.cap_eff is None else procfs.cap_names(env.cap_eff)
     bounding = None if env.cap_bnd is None else procfs.cap_names(env.cap_bnd)
-    root_outside = None if not env.uid_map else procfs.outside_id(env.uid_map, 0)
-    rootless = snap.euid != 0 or (bool(env.user_ns) and root_outside not in (0, None))
+    root_outside = facts.root_outside
+    rootless = snap.euid != 0
     sysbox = env.mounts is not None and any(
         m.source == "sysboxfs" or "sysboxfs" in m.fstype for m in env.mounts.mounts
     )
     can_mount, why = env.can_mount()
-    uid_text = snap.text("/proc/self/uid_map")
+    uid_text = snap.text(PROC_SELF_UID_MAP)
     uid_map = None if uid_text is None else " ".join(uid_text.split())
     section: dict[str, object] = {
+        "level": judged.level,
+        "level_evidence": judged.why,
+        "nested": {
+            a.name: {"can": a.can, "why": a.why, "missing": list(a.missing), "host": a.host}
+            for a in judged.abilities
+        },
         "euid": snap.euid,
         "cap_sys_admin": env.sys_admin,
+        **facts.to_json(),
         "effective": effective,
         "bounding": bounding,
-        "user_namespace": env.user_ns,
         "uid_map": uid_map,
         "rootless": rootless,
         "sysbox": sysbox,
         "can_mount": can_mount,
     }
+    found.ok("level", judged.level, judged.why)
 
     if env.sys_admin is None:
-        found.warning("cap_sys_admin", "unknown", "/proc/self/status could not be read", MOUNT_PROC)
+        found.warning(
+            "cap_sys_admin", "unknown", f"{PROC_SELF_STATUS} could not be read", MOUNT_PROC
+        )
     elif not env.sys_admin:
         found.blocker(
             "cap_sys_admin",
             "CAP_SYS_ADMIN missing",
             "dind mounts filesystems (cgroup hierarchies, tmpfs, securityfs), and a nested "
             "dockerd mounts and creates namespaces: both need CAP_SYS_ADMIN",
-            env.fix("privileged"),
+            env.fix(requirements.SYS_ADMIN.key),
         )
-    else:
-        where = " (over the namespaces its user namespace owns)" if env.user_ns else ""
-        found.ok("cap_sys_admin", "present", f"mount(2) and namespaces are allowed{where}")
+    for blocker in judged.blockers:
+        if blocker.name in ("cap_sys_admin", "apparmor"):
+            continue  # said above, and by the lsm area with the profile's name
+        requirement = requirements.BY_KEY[blocker.key]
+        found.blocker(blocker.name, blocker.what, requirement.why, env.fix(requirement.key))
 
-    if effective is not None:
-        missing = [c for c in DOCKER_NEEDS if c not in effective]
-        if missing:
-            found.warning(
-                "capabilities",
-                f"{len(effective)} effective, missing {' '.join(missing)}",
-                "a nested dockerd also needs CAP_NET_ADMIN (bridges, iptables), "
-                "CAP_SYS_CHROOT (container root filesystems) and CAP_MKNOD (devices)",
-                env.fix("privileged"),
+    nested = judged.ability(privilege.NESTED_PRIVILEGED)
+    if nested.can is False and judged.ability(privilege.RUN).can is not False:
+        if nested.host:
+            fix = (
+                "nothing outside this container helps: the host lacks them; make the nested "
+                "runtime drop them (a runc wrapper)"
+            )
+        elif nested.missing:
+            fix = (
+                f"{env.fix(*nested.missing)} (every capability and every device: "
+                f"{requirements.last_resort(env.runtime)} in all but name)"
             )
         else:
-            found.ok(
-                "capabilities",
-                f"{len(effective)} effective",
-                "all that a nested dockerd needs; CapEff decoded: " + " ".join(effective),
-            )
-    if env.sys_admin and env.cap_bnd is not None and env.cap_last is not None:
-        absent = [
-            procfs.cap_names(1 << b)[0] for b in range(env.cap_last + 1) if not env.cap_bnd >> b & 1
-        ]
-        if absent:
-            found.warning(
-                "bounding_set",
-                f"lacks {' '.join(absent)}",
-                "a nested `docker run --privileged` asks runc for every capability the "
-                "kernel has (cap_last_cap); runc then fails with 'unable to apply caps: "
-                "operation not permitted' (seen with docker.io 20.10)",
-                "give the outer container every capability the kernel has, or make the "
-                "nested runtime drop the missing ones (e.g. a runc wrapper)",
-            )
+            fix = "a container outside a user namespace, with every capability and device"
+        found.warning(
+            "nested_privileged",
+            "no",
+            f"nested `docker run --privileged` fails here: {nested.why}",
+            fix,
+        )
+    limits = judged.ability(privilege.LIMITS)
+    if limits.can is False and judged.ability(privilege.RUN).can is not False:
+        found.warning(
+            "resource_limits",
+            "no",
+            limits.why,
+            "mount or delegate a memory controller to this container (outside)",
+        )
 
     if env.user_ns:
         found.warning(
             "user_namespace",
             f"yes (uid_map {uid_map})",
-            "root here is root only in a user namespace: capabilities count only over "
-            "namespaces it owns, securityfs cannot be mounted (no AppArmor for nested "
-            "containers), device nodes cannot be created, and cgroup mounts need a cgroup "
-            "namespace it owns",
-            "run the outer container without user namespace remapping, or use a runtime "
-            "made for it (Sysbox)",
+            "root here is root only in a user namespace: nested containers get no host "
+            "devices, no host-wide sysctls and no AppArmor profile (securityfs cannot be "
+            "mounted); nested --privileged containers are privileged within it at most",
+            "nothing, for nested run, build, ports and limits; host devices and nested "
+            "privileged containers exist only outside a user namespace: "
+            + requirements.last_resort(env.runtime),
         )
         if env.owner("mnt") == "ancestor":
             found.blocker(
@@ -322,8 +339,6 @@ def _privileges(env: Env, found: Findings) -> dict[str, object]:
             "neither /proc/self/ns/user nor uid_map could be read",
             MOUNT_PROC,
         )
-    else:
-        found.ok("user_namespace", "no", "the initial user namespace: capabilities are real")
     if sysbox:
         found.warning(
             "sysbox",
@@ -333,14 +348,12 @@ def _privileges(env: Env, found: Findings) -> dict[str, object]:
             "run dockerd directly, without dind",
         )
     if rootless:
-        who = f"euid {snap.euid}" if snap.euid != 0 else f"root is UID {root_outside} outside"
+        where = f", root is UID {root_outside} outside" if env.user_ns else ""
         found.warning(
             "rootless",
-            f"yes ({who})",
-            "an unprivileged (rootless) setup: dind's steps need root in a privileged "
-            "container and do not apply",
-            "use dockerd-rootless.sh (rootlesskit) instead of dind, or run as root with "
-            "--privileged",
+            f"yes (euid {snap.euid}{where})",
+            "an unprivileged (rootless) setup: dind's steps need root and do not apply",
+            "use dockerd-rootless.sh (rootlesskit) instead of dind, or run dind as root",
         )
     if can_mount is None:
         found.warning("can_mount", "unknown", why, MOUNT_PROC)
@@ -412,7 +425,7 @@ def _mounts(
                 "nested containers run without an AppArmor profile",
                 f"do not --skip {steps.SECURITYFS}"
                 if steps.SECURITYFS in skip
-                else env.fix("privileged"),
+                else env.fix(requirements.SYS_ADMIN.key),
             )
         else:
             found.ok(
@@ -585,19 +598,47 @@ def _network(env: Env, found: Findings, skip: frozenset[str]) -> dict[str, objec
     else:
         tool = "iptables-nft" if backend == "nf_tables" else "iptables-legacy"
         found.ok("iptables", value, f"a nested dockerd can use {tool}; no legacy tables are in use")
+    fixed_by_dind = (
+        steps.NET_SYSCTLS not in skip
+        and env.privilege.net_host is not True
+        and env.can_mount()[0] is not False
+    )
     if forward == "1":
         found.ok("ip_forward", "1", "IP forwarding is on: nested containers can reach out")
     elif forward == "0" and forward_writable:
         found.ok(
             "ip_forward", "0 (writable)", "a nested dockerd turns it on at start (--ip-forward)"
         )
+    elif forward == "0" and forward_writable is False and fixed_by_dind:
+        found.ok(
+            "ip_forward",
+            "0 (read-only)",
+            "dind's net-sysctls step makes /proc/sys/net writable (this container's own "
+            "network namespace); a nested dockerd then turns forwarding on at start "
+            "(outcome: see the plan)",
+        )
+    elif forward == "0" and forward_writable is False:
+        why = (
+            "--skip net-sysctls"
+            if steps.NET_SYSCTLS in skip
+            else "dind cannot make /proc/sys/net writable here"
+        )
+        found.blocker(
+            "ip_forward",
+            f"0 (read-only; {why})",
+            "IP forwarding is off and /proc/sys is read-only: a nested dockerd stops at start "
+            "('Enabling IP forwarding failed: ... read-only file system')",
+            "do not --skip net-sysctls"
+            if steps.NET_SYSCTLS in skip
+            else env.fix(requirements.SYS_ADMIN.key),
+        )
     else:
         found.warning(
             "ip_forward",
-            "unknown" if forward is None else f"{forward} (read-only)",
-            "IP forwarding is off and cannot be turned on from here: nested containers "
-            "cannot reach beyond this container",
-            "docker run --sysctl net.ipv4.ip_forward=1 (or --privileged)",
+            "unknown" if forward is None else f"{forward} (writable: unknown)",
+            "whether IP forwarding is on, or can be turned on, could not be read: a nested "
+            "dockerd stops at start if it is off and cannot turn it on",
+            MOUNT_PROC,
         )
     return section
 
@@ -606,14 +647,14 @@ def _lsm(env: Env, found: Findings) -> dict[str, object]:
     snap = env.snap
     active = active_lsms(snap)
     apparmor = env.apparmor
-    label = procfs.security_label(snap.text("/proc/self/attr/current"))
+    label = procfs.security_label(snap.text(ATTR_CURRENT))
     enforce = snap.text("/sys/fs/selinux/enforce")
     selinux: bool | None
     if active is not None:
         selinux = "selinux" in active
     elif enforce is not None or (label is not None and label.count(":") >= 3 and not apparmor):
         selinux = True  # selinuxfs, or a context shaped user:role:type:level
-    elif "/proc/self/attr/current" in snap.errors:
+    elif ATTR_CURRENT in snap.errors:
         selinux = False  # EINVAL: no LSM provides a current label
     else:
         selinux = None
@@ -637,14 +678,14 @@ def _lsm(env: Env, found: Findings) -> dict[str, object]:
                 value,
                 f"this process is confined by {profile}, which denies mount(2): every dind "
                 "step fails with EACCES",
-                env.fix("apparmor"),
+                env.fix(requirements.APPARMOR.key),
             )
         elif profile not in (None, "unconfined"):
             found.warning(
                 "apparmor",
                 value,
                 f"this process is confined by {profile}, which may deny mounts",
-                env.fix("apparmor"),
+                env.fix(requirements.APPARMOR.key),
             )
         else:
             found.ok(
@@ -669,7 +710,7 @@ def _lsm(env: Env, found: Findings) -> dict[str, object]:
                 "selinux",
                 value,
                 "this process runs as container_t, which denies most mounts and cgroup writes",
-                env.fix("privileged") + " (it then runs as spc_t)",
+                env.fix(requirements.SELINUX.key),
             )
         else:
             found.ok("selinux", value, "SELinux is on; this process's label does not confine dind")
@@ -685,7 +726,8 @@ def _lsm(env: Env, found: Findings) -> dict[str, object]:
 
 
 def _runtime(env: Env, found: Findings) -> dict[str, object]:
-    """Which runtime, from what evidence; and whether runc can join a session keyring here."""
+    """Which runtime, from what evidence (whether runc can join a session keyring here is the
+    privilege area's to judge)."""
     snap = env.snap
     keyring = snap.keyring
     section: dict[str, object] = {
@@ -695,22 +737,6 @@ def _runtime(env: Env, found: Findings) -> dict[str, object]:
         "keyring": keyring,
     }
     found.ok("name", env.runtime, "; ".join(env.runtime_evidence))
-    if keyring in (None, keyring_ok):
-        found.ok(
-            "keyring",
-            "unknown (not probed)" if keyring is None else "ok",
-            "runc joins a new session keyring for every container (keyctl "
-            "KEYCTL_JOIN_SESSION_KEYRING)" + ("" if keyring is None else ": allowed here"),
-        )
-    else:
-        found.blocker(
-            "keyring",
-            f"keyctl refused: {keyring}",
-            "runc joins a new session keyring for every container; here the kernel (a "
-            "seccomp filter of the runtime) refuses keyctl, so every nested container "
-            'fails to start ("unable to join session keyring")',
-            env.fix("keyring"),
-        )
     return section
 
 
@@ -773,7 +799,7 @@ def analyse(snap: Snapshot, settings: Settings) -> Report:
     sections["runtime"] = _runtime(env, found["runtime"])
     sections["cgroup"] = _cgroup(env, found["cgroup"], skip)
     sections["namespaces"] = _namespaces(env, found["namespaces"], facts, skip)
-    sections["privileges"] = _privileges(env, found["privileges"])
+    sections["privilege"] = _privilege(env, found["privilege"])
     rows, plan = plan_area(env, found["plan"], settings)
     sections["mounts"] = _mounts(env, found["mounts"], plan, skip)
     sections["plan"] = rows

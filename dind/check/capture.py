@@ -57,6 +57,7 @@ def save(snapshot: Snapshot, directory: str) -> None:
         "mountinfo_source": ev.mountinfo_source,
         "runtime": snapshot.runtime,
         "keyring": snapshot.keyring,
+        "probes": {k: v for k, v in ev.probes.items() if k != "keyring"},
         "daemon": _daemon_json(snapshot),
     }
     with open(os.path.join(directory, PROBES), "w", encoding="utf-8") as f:
@@ -101,6 +102,7 @@ def load(directory: str) -> Snapshot:
         mountinfo_source=probes.get("mountinfo_source", MOUNTINFO),
         links=links,
         daemon=None if daemon is None else DaemonEvidence.from_json(daemon),
+        probes={**probes.get("probes", {}), "keyring": probes.get("keyring")},
     )
     return Snapshot(
         evidence=evidence,
@@ -112,7 +114,6 @@ def load(directory: str) -> Snapshot:
         sys_modules=tuple(probes["sys_modules"]),
         release=probes["release"],
         runtime=probes.get("runtime", {}),
-        keyring=probes.get("keyring"),
     )
 
 

@@ -11,13 +11,25 @@ import contextlib
 from collections.abc import Callable
 from typing import TypeVar
 
-from dind import mountinfo, proccgroup
-from dind.check import procfs
+from dind import mountinfo, proccgroup, procfs
 from dind.check.model import Snapshot
 from dind.check.runtime import fix, identify
 from dind.errors import DindError
 from dind.namespaces import is_initial
-from dind.paths import MOUNTINFO, PROC_1_CGROUP, PROC_SELF_CGROUP, SYS_FS_CGROUP, UNIFIED
+from dind.paths import (
+    ATTR_APPARMOR,
+    ATTR_CURRENT,
+    CAP_LAST_CAP,
+    MOUNTINFO,
+    PROC_1_CGROUP,
+    PROC_SELF_CGROUP,
+    PROC_SELF_STATUS,
+    PROC_SELF_UID_MAP,
+    SYS_FS_CGROUP,
+    UNIFIED,
+)
+from dind.privilege import assess
+from dind.privilege import from_evidence as privilege_facts
 from dind.procfile import unreadable
 
 T = TypeVar("T")
@@ -30,13 +42,13 @@ class Env:
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
-        status = procfs.status_fields(snap.text("/proc/self/status") or "")
+        status = procfs.status_fields(snap.text(PROC_SELF_STATUS) or "")
         self.cap_eff = procfs.cap_mask(status.get("CapEff"))
         self.cap_bnd = procfs.cap_mask(status.get("CapBnd"))
         self.sys_admin = procfs.has_cap(self.cap_eff, "CAP_SYS_ADMIN")
-        self.cap_last = procfs.cap_last(snap.text("/proc/sys/kernel/cap_last_cap"))
+        self.cap_last = procfs.cap_last(snap.text(CAP_LAST_CAP))
 
-        uid_text = snap.text("/proc/self/uid_map")
+        uid_text = snap.text(PROC_SELF_UID_MAP)
         self.uid_map = None if uid_text is None else procfs.id_map(uid_text)
         initial = is_initial("user", self.link("user"))
         if initial is None and self.uid_map is not None:
@@ -68,10 +80,29 @@ class Env:
         self.apparmor = apparmor_enabled(snap)
         """AppArmor is on: decided here alone (None when it cannot be told)."""
         self.apparmor_profile = apparmor_profile(snap) if self.apparmor else None
+        self.privilege = privilege_facts(snap.evidence, self.mounts, self.owner("net"))
+        """The facts that decide privilege, read by dind.detect (dind.privilege)."""
+        self.assessment = assess(
+            self.privilege,
+            apparmor_denies=denies_mount(self.apparmor_profile),
+            limits=self.memory_controller(),
+            can_mount=self.can_mount()[0],
+        )
+        """The level and what nested Docker can do at it: what --check says about privilege."""
 
-    def fix(self, problem: str) -> str:
-        """The fix for ``problem`` (privileged, keyring, apparmor) in this runtime's words."""
-        return fix(self.runtime, problem)
+    def fix(self, *keys: str) -> str:
+        """The least grants of ``keys`` (dind.requirements) in this runtime's words."""
+        return fix(self.runtime, *keys)
+
+    def memory_controller(self) -> bool | None:
+        """Whether nested containers can be given a memory limit here (a memory controller
+        in /proc/1/cgroup, or in cgroup.controllers of a unified /sys/fs/cgroup)."""
+        if self.mode == "v2":
+            text = self.snap.text(f"{SYS_FS_CGROUP}/cgroup.controllers")
+            return None if text is None else "memory" in text.split()
+        if self.hierarchies is None:
+            return None
+        return any("memory" in h.controllers for h in self.hierarchies)
 
     def link(self, kind: str) -> str | None:
         ns = self.snap.namespaces.get(kind)
@@ -232,10 +263,10 @@ def apparmor_enabled(snap: Snapshot) -> bool | None:
 
 def apparmor_profile(snap: Snapshot) -> str | None:
     """The AppArmor profile confining this process (AppArmor being on)."""
-    own = procfs.security_label(snap.text("/proc/self/attr/apparmor/current"))
+    own = procfs.security_label(snap.text(ATTR_APPARMOR))
     if own is not None:
         return own
-    return procfs.security_label(snap.text("/proc/self/attr/current"))
+    return procfs.security_label(snap.text(ATTR_CURRENT))
 
 
 def denies_mount(profile: str | None) -> bool:

@@ -28,8 +28,6 @@ TABLE_NAMES = {
     "arp": "/proc/net/arp_tables_names",
 }
 FILES = (
-    "/proc/self/status",
-    "/proc/self/uid_map",
     paths.PROC_SELF_CGROUP,
     "/proc/filesystems",
     "/proc/modules",
@@ -39,16 +37,14 @@ FILES = (
     f"{paths.UNIFIED}/cgroup.controllers",
     *TABLE_NAMES.values(),
     IP_FORWARD,
-    "/proc/sys/kernel/cap_last_cap",
     "/sys/kernel/security/lsm",
     "/sys/module/apparmor/parameters/enabled",
     "/sys/fs/selinux/enforce",
-    "/proc/self/attr/current",
-    "/proc/self/attr/apparmor/current",
     "/run/systemd/container",
     "/run/.containerenv",
 )
-"""Read as they are, besides what ``dind.detect`` reads and the filtered module lists."""
+"""Read as they are, besides what ``dind.detect`` reads (privilege evidence included: status,
+uid_map, cap_last_cap, LSM labels) and the filtered module lists."""
 
 NAMESPACES = ("cgroup", "mnt", "net", "pid", "user")
 MODULES = frozenset(
@@ -80,7 +76,7 @@ MARKERS = ("/.dockerenv", "/run/.containerenv", "/var/run/secrets/kubernetes.io"
 
 def _filtered(text: str, keep: frozenset[str]) -> str:
     """Lines of a modules.builtin/modules.dep whose module is in ``keep`` (the files are MBs)."""
-    from dind.check.procfs import listed_modules
+    from dind.procfs import listed_modules
 
     return "".join(line + "\n" for line in text.splitlines() if listed_modules(line) & keep)
 
@@ -193,7 +189,6 @@ def _rlimits() -> dict[str, list[int]]:
 def gather(settings: Settings) -> Snapshot:
     """Read everything the report needs; changes nothing (reads, statfs, access, readlink)."""
     from dind.daemon.detect import read_daemon
-    from dind.keyring import probe_session_keyring
 
     evidence = detect.read(settings, everything=True)
     files, errors = evidence.files, evidence.errors
@@ -244,5 +239,4 @@ def gather(settings: Settings) -> Snapshot:
         sys_modules=modules,
         release=release,
         runtime=runtime_probes(),
-        keyring=probe_session_keyring(),
     )

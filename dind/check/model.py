@@ -63,7 +63,6 @@ class Snapshot(Record):
     __slots__ = (
         "euid",
         "evidence",
-        "keyring",
         "namespaces",
         "pid",
         "processes",
@@ -85,7 +84,6 @@ class Snapshot(Record):
         sys_modules: tuple[str, ...] = (),
         release: str = "",
         runtime: dict[str, object] | None = None,
-        keyring: str | None = None,
     ) -> None:
         self.evidence = evidence
         self.writable = writable or {}
@@ -96,7 +94,12 @@ class Snapshot(Record):
         self.sys_modules = sys_modules
         self.release = release
         self.runtime = runtime or {}
-        self.keyring = keyring
+
+    @property
+    def keyring(self) -> str | None:
+        """The session-keyring probe (dind.keyring), read by the reader with the privilege
+        evidence."""
+        return self.evidence.probes.get("keyring")
 
     @property
     def files(self) -> dict[str, str]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import errno as errnos
 import posixpath
 
-from dind import steps
+from dind import procfs, requirements, steps
+from dind.actions import SKIPPED as PLANNED_SKIP
 from dind.actions import (
     Action,
+    Bind,
     Decision,
     MakeDir,
     Mount,
@@ -26,14 +28,13 @@ from dind.actions import (
     Umount,
     UnshareCgroup,
 )
-from dind.check import procfs
 from dind.check.env import Env, denies_mount
 from dind.check.report import Findings
 from dind.daemon.actions import LinkTools, MakeCertificates
 from dind.errors import DindError, SetupError
 from dind.facts import from_evidence
 from dind.plan import Plan, make_plan
-from dind.policy import DID, DONE, FAILED, LEFT, NOT_REACHED, PRIVILEGED_HINT, SKIPPED, walk
+from dind.policy import DID, DONE, FAILED, LEFT, MOUNT_HINT, NOT_REACHED, SKIPPED, walk
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,10 +96,17 @@ def _writable_parent(env: Env, path: str) -> bool | None:
 def _mount(action: Action, env: Env, fresh: list[str]) -> Prediction:
     can, why = env.can_mount()
     if can is False:
-        return Prediction(FAILS, "EPERM", why, everywhere=True)
+        fix = env.fix(requirements.SYS_ADMIN.key) if env.sys_admin is False else ""
+        return Prediction(FAILS, "EPERM", why, everywhere=True, fix=fix)
     if denies_mount(env.apparmor_profile):
         profile = env.apparmor_profile
-        return Prediction(FAILS, "EACCES", f"the AppArmor profile {profile} denies it", True)
+        return Prediction(
+            FAILS,
+            "EACCES",
+            f"the AppArmor profile {profile} denies it",
+            True,
+            fix=env.fix(requirements.APPARMOR.key),
+        )
     fstype = action.fstype if isinstance(action, Mount) else None
     if fstype is not None and env.filesystems is not None and fstype not in env.filesystems:
         return Prediction(FAILS, "ENODEV", f"the kernel has no {fstype} (/proc/filesystems)")
@@ -136,7 +144,8 @@ def _path(path: str, env: Env, fresh: list[str]) -> Prediction:
 
 def _nest(action: NestCgroup2, env: Env) -> Prediction:
     if env.snap.writable.get(action.path) is False:
-        return Prediction(FAILS, "EROFS", f"{action.path} is read-only", fix=PRIVILEGED_HINT)
+        fix = env.fix(requirements.SYS_ADMIN.key) + ", and do not --skip cgroup-remount"
+        return Prediction(FAILS, "EROFS", f"{action.path} is read-only", fix=fix)
     procs = procfs.words(env.snap.text(f"{action.path}/cgroup.procs"))
     outside = procs.count("0")
     if outside and action.controllers != ():
@@ -152,7 +161,7 @@ def _nest(action: NestCgroup2, env: Env) -> Prediction:
 
 def predict(action: Action, env: Env, fresh: list[str]) -> Prediction:
     """The expected result of a pending action; ``fresh`` collects tmpfs mounted before it."""
-    if isinstance(action, Mount | Propagation | Remount | Umount | UnshareCgroup):
+    if isinstance(action, Mount | Bind | Propagation | Remount | Umount | UnshareCgroup):
         return _mount(action, env, fresh)
     if isinstance(action, MakeDir):
         return _path(action.path, env, fresh)
@@ -194,7 +203,7 @@ def _judge(
             )
         else:
             meaning = "--strict makes this failure fatal: dind stops (exit 125)"
-        fix = result.fix or PRIVILEGED_HINT
+        fix = result.fix or MOUNT_HINT
         if not required and not result.everywhere:
             fix = f"--skip {action.step}, or {fix}"
         found.blocker(action.step, what, meaning, fix)
@@ -238,7 +247,7 @@ def _rows(
         if prediction is not None:
             outcome = MAY_FAIL if prediction.outcome == MAY_FAIL else outcome
             why = prediction.why or why
-        elif result.outcome == SKIPPED:
+        elif result.outcome == SKIPPED and action.status != PLANNED_SKIP:
             why = "after an earlier failure in this step"
         if result.outcome == NOT_REACHED:
             why = f"dind stops at {stopped}"

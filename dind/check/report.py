@@ -16,7 +16,7 @@ AREAS = (
     "runtime",
     "cgroup",
     "namespaces",
-    "privileges",
+    "privilege",
     "mounts",
     "plan",
     "processes",
@@ -130,12 +130,22 @@ def render_json(report: Report) -> str:
     return json.dumps(report.document(), indent=2) + "\n"
 
 
-def _wrap(text: str, indent: str, width: int = 100) -> list[str]:
+def _wrap(text: str, indent: str, width: int = 100, hang: str = "") -> list[str]:
     import textwrap
 
     return textwrap.wrap(
-        text, width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+        text,
+        width,
+        initial_indent=indent,
+        subsequent_indent=indent + hang,
+        break_on_hyphens=False,
     )
+
+
+def _nested(report: Report) -> dict[str, dict[str, object]] | None:
+    section = report.sections.get("privilege")
+    nested = section.get("nested") if isinstance(section, dict) else None
+    return nested if isinstance(nested, dict) else None
 
 
 def render_text(report: Report) -> str:
@@ -153,6 +163,15 @@ def render_text(report: Report) -> str:
             lines += _wrap(f.meaning, pad)
             if f.fix:
                 lines += _wrap("fix: " + f.fix, pad)
+        nested = _nested(report) if area == "privilege" else None
+        if nested:
+            lines.append("  nested Docker at this level:")
+            for name, ability in nested.items():
+                can = ability.get("can")
+                answer = "unknown" if can is None else "yes" if can else "no"
+                lines += _wrap(
+                    f"{name:<11} {answer:<8} {ability.get('why', '')}", "    ", hang=" " * 21
+                )
         if isinstance(plan, list):
             lines.append("  plan (as --dry-run prints it), with the outcome expected here:")
             for row in plan:

@@ -1,7 +1,8 @@
 """Which runtime started this container, from evidence; and each fix in that runtime's words.
 
-A finding's fix is only useful in the runtime's own vocabulary: ``--privileged`` means
-nothing to LXC, and nspawn's seccomp filter is lifted with its own option. Evidence,
+A finding's fix is only useful in the runtime's own vocabulary: ``--cap-add`` means
+nothing to LXC, and nspawn's seccomp filter is lifted with its own option; the words
+themselves are dind.requirements', the one source ``--recipe`` prints too. Evidence,
 strongest first: sysboxfs mounts, Kubernetes' service variables and secrets, the
 ``container`` variable runtimes put in PID 1's environment (podman, LXC,
 systemd-nspawn; not docker's, which dind itself may have set), the marker files
@@ -11,6 +12,7 @@ Pure.
 
 from __future__ import annotations
 
+from dind import requirements
 from dind.namespaces import is_initial
 
 TYPE_CHECKING = False
@@ -29,48 +31,11 @@ SYSBOX = "sysbox"
 HOST = "none"
 UNKNOWN = "unknown"
 
-FIXES: dict[str, dict[str, str]] = {
-    DOCKER: {
-        "privileged": "docker run --privileged",
-        "keyring": "docker run --privileged (or --security-opt seccomp=unconfined)",
-        "apparmor": "docker run --privileged (or --security-opt apparmor=unconfined)",
-    },
-    PODMAN: {
-        "privileged": "podman run --privileged",
-        "keyring": "podman run --privileged (or --security-opt seccomp=unconfined)",
-        "apparmor": "podman run --privileged (or --security-opt apparmor=unconfined)",
-    },
-    CONTAINERD: {
-        "privileged": "ctr run --privileged",
-        "keyring": "ctr run --privileged (no --seccomp)",
-        "apparmor": "ctr run --privileged (no --apparmor-default-profile)",
-    },
-    LXC: {
-        "privileged": "a privileged container (no lxc.idmap) with lxc.cap.drop = (empty)",
-        "keyring": "lxc.seccomp.profile = (empty); on Proxmox: features: nesting=1,keyctl=1",
-        "apparmor": "lxc.apparmor.profile = unconfined and lxc.apparmor.allow_nesting = 1",
-    },
-    NSPAWN: {
-        "privileged": "systemd-nspawn --capability=all",
-        "keyring": "systemd-nspawn --system-call-filter=@keyring",
-        "apparmor": "systemd-nspawn runs unconfined unless told otherwise",
-    },
-    KUBERNETES: {
-        "privileged": "securityContext: {privileged: true}",
-        "keyring": "securityContext: {seccompProfile: {type: Unconfined}}",
-        "apparmor": "securityContext: {appArmorProfile: {type: Unconfined}}",
-    },
-}
-GENERIC = {
-    "privileged": "run the container privileged (docker run --privileged)",
-    "keyring": "allow the keyctl system calls in the runtime's seccomp filter",
-    "apparmor": "run the container unconfined by AppArmor",
-}
 
-
-def fix(runtime: str, problem: str) -> str:
-    """The fix for ``problem`` (privileged, keyring, apparmor) in ``runtime``'s own words."""
-    return FIXES.get(runtime, GENERIC).get(problem, GENERIC[problem])
+def fix(runtime: str, *keys: str) -> str:
+    """The grants of ``keys`` (dind.requirements) in ``runtime``'s own words: the least
+    option that fixes the finding, never ``--privileged`` where less does."""
+    return requirements.fix(runtime, keys)
 
 
 def identify(

@@ -1,4 +1,4 @@
-"""Fuzz target for the ``--check`` decoders (``dind.check.procfs``, ``dind.namespaces``).
+"""Fuzz target for the ``--check`` decoders (``dind.procfs``, ``dind.namespaces``).
 
 Contract: they never raise; garbage gives None, an empty result or "unknown", so a
 report is still printed when one file is odd. One input goes through every decoder,
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 
-from dind import namespaces
-from dind.check import procfs
+from dind import namespaces, procfs
 from tests.fuzz.runner import FIXTURES, Target, fixture_files
 
 

@@ -81,7 +81,7 @@ GARBAGE_LAST = ["99999999", "-1", "garbage", "4 0", "٣", "64"]
 
 
 def decoders() -> dict[str, object]:
-    from dind.check import procfs
+    from dind import procfs
 
     masks = {}
     for value in GARBAGE_MASKS:

@@ -90,6 +90,41 @@ _APT_LOCK = Path("/run/lock/dind-tests-apt.lock")
 LXC_RUN = Path("/run/lxc")  # lock files per lxcpath and container
 NSPAWN_RUN = Path("/run/systemd/nspawn")  # image locks, the propagation directory
 RUNC_RUN = Path("/run/runc")  # made (empty) by `podman run --privileged`, whatever its root
+USERNS_SIZE = 65536
+LXC_START = "/usr/bin/lxc-start"
+ROOT_PATH = "/usr/sbin:/sbin"
+"""PATH for lxc-start in a user namespace: without /usr/bin, where newuidmap lives."""
+LXC_PRIVILEGED = (
+    "lxc.apparmor.profile = unconfined",
+    "lxc.apparmor.allow_nesting = 1",
+    "lxc.mount.auto = proc:rw sys:rw cgroup:rw",
+    "lxc.cgroup.devices.allow = a",
+    "lxc.autodev = 1",
+)
+"""A privileged LXC container (runtimes-here.md)."""
+
+
+def lxc_userns_keys(base: int) -> list[str]:
+    """``dind --recipe lxc``'s keys, with the ID map moved to ``base``."""
+    from dind.recipe import LXC_KEYS
+
+    return [
+        f"lxc.idmap = {line.split()[2]} 0 {base} {USERNS_SIZE}"
+        if line.startswith("lxc.idmap = ")
+        else line
+        for line in LXC_KEYS
+    ]
+
+
+def shift_ids(top: Path, base: int) -> None:
+    """Give ``top`` and everything below it to the user namespace: each owner moved up by
+    ``base`` (root becomes ``base``), symlinks themselves included."""
+    os.lchown(top, os.lstat(top).st_uid + base, os.lstat(top).st_gid + base)
+    for dirpath, dirs, files in os.walk(top):
+        for name in (*dirs, *files):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            os.lchown(path, st.st_uid + base, st.st_gid + base)
 
 
 class RuntimeSetupError(RuntimeError):
@@ -116,6 +151,8 @@ class Spec:
     timeout: float = 300.0
     options: Sequence[str] = ()  # extra options of the runtime's own CLI
     docker_dir: bool = True  # a fresh host directory on /var/lib/docker
+    userns: int | None = None  # a user namespace: container root is this host UID (and GID)
+    privileged: bool = True  # podman: --privileged (else only spec.options grant anything)
 
 
 @dataclass
@@ -436,12 +473,18 @@ class Runtimes:
         image = self.podman_image()
 
         def command(run: _Run) -> list[str]:
-            argv = ["run", "--rm", f"--name={run.name}", "--privileged", "--network=none"]
+            argv = ["run", "--rm", f"--name={run.name}", "--network=none"]
+            argv += ["--privileged"] if spec.privileged else []
+            if spec.userns is not None:
+                ids = f"0:{spec.userns}:{USERNS_SIZE}"
+                argv += [f"--uidmap={ids}", f"--gidmap={ids}"]
             argv += [*PODMAN_ULIMITS, f"--cgroup-parent={run.group.path}"]
             if spec.memory_limit:
                 argv += [f"--memory={spec.memory_limit}"]
             argv += [f"--env={k}={v}" for k, v in spec.env.items()]
             for bind in run.binds:
+                if spec.userns is not None and not bind.readonly:
+                    shift_ids(bind.source, spec.userns)
                 argv += [f"--volume={bind.source}:{bind.target}:{'ro' if bind.readonly else 'rw'}"]
             argv += [f"--entrypoint={json.dumps(list(spec.argv))}"]
             return self._podman(*argv, *spec.options, image)
@@ -458,15 +501,19 @@ class Runtimes:
             home = lxcpath / run.name
             rootfs = self._fresh_rootfs(home / "rootfs")
             env = {**self.image_env, **spec.env}
+            if spec.userns is None:
+                access = list(LXC_PRIVILEGED)
+            else:  # the recipe's keys (dind --recipe lxc), the rootfs owned by the mapped IDs
+                access = [*lxc_userns_keys(spec.userns)]
+                shift_ids(home, spec.userns)
+                for bind in run.binds:
+                    if not bind.readonly:
+                        shift_ids(bind.source, spec.userns)
             lines = [
                 f"lxc.uts.name = {run.name}",
                 f"lxc.rootfs.path = dir:{rootfs}",
                 "lxc.net.0.type = empty",
-                "lxc.apparmor.profile = unconfined",
-                "lxc.apparmor.allow_nesting = 1",
-                "lxc.mount.auto = proc:rw sys:rw cgroup:rw",
-                "lxc.cgroup.devices.allow = a",
-                "lxc.autodev = 1",
+                *access,
                 "lxc.pty.max = 1024",
                 "lxc.cgroup.relative = 1",  # under lxc-start's group: the confinement
                 f"lxc.console.logfile = {home / 'console.log'}",
@@ -485,7 +532,12 @@ class Runtimes:
                 )
             (home / "config").write_text("\n".join(lines) + "\n")
             run.console = home / "console.log"
-            argv = ["lxc-start", f"--lxcpath={lxcpath}", f"--name={run.name}", "-F"]
+            argv = [LXC_START, f"--lxcpath={lxcpath}", f"--name={run.name}", "-F"]
+            if spec.userns is not None:
+                # Without newuidmap on its PATH, LXC (as root) writes the ID maps itself;
+                # with it, LXC insists on root's ranges in /etc/subuid, which this machine's
+                # must not gain.
+                argv = ["env", f"PATH={ROOT_PATH}", *argv]
             return [*PRIVATE_MOUNTS, *argv, *spec.options, "--", *spec.argv]
 
         def stop(run: _Run) -> None:

@@ -1,0 +1,565 @@
+"""The privilege this container runs at, and what nested Docker can do there. Pure.
+
+From what the one reader read (``dind.facts.Evidence``: /proc/self/status, uid_map,
+cap_last_cap, the devices cgroup's list, the mount table, links and probes), a
+``Privilege`` of plain facts, then a level and an ``Assessment``:
+
+- **privileged**: every capability the runtime could give, no seccomp filter, /sys and
+  /proc/sys writable, every device (``docker run --privileged``);
+- **capabilities**: root of the host's user namespace with CAP_SYS_ADMIN, but a
+  filter, masked paths or a devices list (``--cap-add SYS_ADMIN ...``);
+- **user-namespace**: root here is another user outside (LXC unprivileged, podman
+  ``--uidmap``, Kubernetes ``hostUsers: false``);
+- **none**: no CAP_SYS_ADMIN: dind cannot mount, a nested dockerd cannot start.
+
+Each nested ability (run, build, published ports, resource limits, nested
+``--privileged``) is yes/no/unknown with the reason and the requirements
+(``dind.requirements``) whose absence explains a no; ``host`` marks what the host
+itself prevents. ``--check``, the start-up warning and the start-up summary use this
+module alone, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dind import paths, procfs, requirements
+from dind.namespaces import is_initial, ns_inode
+from dind.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from dind.mountinfo import MountTable
+
+    class Evidence(Protocol):
+        """What dind.facts.Evidence offers (typed here, so privilege does not know facts)."""
+
+        links: dict[str, str | None]
+        probes: dict[str, str | None]
+
+        def text(self, path: str) -> str | None: ...
+
+
+PRIVILEGED = "privileged"
+CAPABILITIES = "capabilities"
+USER_NAMESPACE = "user-namespace"
+NONE = "none"
+LEVELS = (PRIVILEGED, CAPABILITIES, USER_NAMESPACE, NONE)
+
+RUN = "run"
+BUILD = "build"
+PORTS = "ports"
+LIMITS = "limits"
+NESTED_PRIVILEGED = "privileged"
+ABILITIES = (RUN, BUILD, PORTS, LIMITS, NESTED_PRIVILEGED)
+"""What nested Docker can do, in the order ``--check`` says it."""
+SAID = {
+    RUN: "nested docker run",
+    BUILD: "nested docker build",
+    PORTS: "published ports (-p)",
+    LIMITS: "resource limits (-m, --cpus, --pids-limit)",
+    NESTED_PRIVILEGED: "nested --privileged containers",
+}
+
+READ_ONLY = (paths.PROC_SYS, paths.SYSRQ_TRIGGER, paths.SYS)
+"""What a runtime makes read-only for a container that is not privileged."""
+NET_NS_INIT = 0xEFFFFFF9
+"""The initial network namespace's inode (PROC_NET_INIT_INO); fixed since Linux 6.x, earlier
+kernels number it like any other, which then reads as "not the host's"."""
+SECCOMP_MODES = {0: "disabled", 1: "strict", 2: "filter"}
+FILTER_REFUSES = ("EPERM", "EACCES", "ENOSYS")
+"""How a seccomp filter answers a call it refuses (Docker: EPERM; Proxmox's keyctl: ENOSYS)."""
+
+
+class Privilege(Record):
+    """The facts that decide privilege, as read (None: unknown)."""
+
+    __slots__ = (
+        "bounding",
+        "cap_last",
+        "cgroup_owner",
+        "devices",
+        "effective",
+        "fuse",
+        "keyring",
+        "label",
+        "masked",
+        "net_host",
+        "net_owner",
+        "no_new_privs",
+        "pivot_root",
+        "read_only",
+        "root_outside",
+        "seccomp",
+        "seccomp_filters",
+        "tun",
+        "user_ns",
+    )
+
+    def __init__(
+        self,
+        *,
+        effective: tuple[str, ...] | None = None,
+        bounding: tuple[str, ...] | None = None,
+        cap_last: int | None = None,
+        seccomp: int | None = None,
+        seccomp_filters: int | None = None,
+        no_new_privs: bool | None = None,
+        label: str | None = None,
+        masked: tuple[str, ...] | None = None,
+        read_only: tuple[str, ...] | None = None,
+        devices: tuple[str, ...] | None = None,
+        user_ns: bool | None = None,
+        root_outside: int | None = None,
+        net_host: bool | None = None,
+        net_owner: str | None = None,
+        tun: str | None = None,
+        fuse: str | None = None,
+        keyring: str | None = None,
+        pivot_root: str | None = None,
+        cgroup_owner: str | None = None,
+    ) -> None:
+        self.effective = effective
+        self.bounding = bounding
+        self.cap_last = cap_last
+        self.seccomp = seccomp
+        self.seccomp_filters = seccomp_filters
+        self.no_new_privs = no_new_privs
+        self.label = label
+        self.masked = masked
+        self.read_only = read_only
+        self.devices = devices
+        self.user_ns = user_ns
+        self.root_outside = root_outside
+        self.net_host = net_host
+        self.net_owner = net_owner
+        self.tun = tun
+        self.fuse = fuse
+        self.keyring = keyring
+        self.pivot_root = pivot_root
+        self.cgroup_owner = cgroup_owner
+
+    def has(self, capability: str) -> bool | None:
+        return None if self.effective is None else capability in self.effective
+
+    @property
+    def all_devices(self) -> bool | None:
+        """The devices cgroup lets this container use every device (v1's ``a *:* rwm``)."""
+        return None if self.devices is None else "a *:* rwm" in self.devices
+
+    @property
+    def kernel_capabilities(self) -> tuple[str, ...] | None:
+        """Every capability this kernel has (up to cap_last_cap)."""
+        if self.cap_last is None:
+            return None
+        return tuple(procfs.cap_names((1 << (self.cap_last + 1)) - 1))
+
+    @property
+    def unbounded(self) -> tuple[str, ...] | None:
+        """Capabilities of the kernel missing from the bounding set."""
+        every = self.kernel_capabilities
+        if every is None or self.bounding is None:
+            return None
+        return tuple(c for c in every if c not in self.bounding)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "effective": None if self.effective is None else list(self.effective),
+            "bounding": None if self.bounding is None else list(self.bounding),
+            "seccomp": None if self.seccomp is None else SECCOMP_MODES.get(self.seccomp),
+            "seccomp_filters": self.seccomp_filters,
+            "no_new_privs": self.no_new_privs,
+            "label": self.label,
+            "masked": None if self.masked is None else list(self.masked),
+            "read_only": None if self.read_only is None else list(self.read_only),
+            "devices": None if self.devices is None else list(self.devices),
+            "user_namespace": self.user_ns,
+            "root_outside": self.root_outside,
+            "net_namespace": {None: None, True: "host", False: "own"}[self.net_host],
+            "tun": self.tun,
+            "fuse": self.fuse,
+            "keyring": self.keyring,
+            "pivot_root": self.pivot_root,
+            "cgroup_owner": self.cgroup_owner,
+        }
+
+
+def _status_int(fields: dict[str, str], key: str) -> int | None:
+    value = fields.get(key, "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 6 else None
+
+
+def masked_paths(mounts: MountTable) -> tuple[str, ...]:
+    """Paths a runtime hid: a non-proc mount over a /proc entry (a /dev/null bind, an empty
+    read-only tmpfs), a read-only tmpfs over a /sys entry (/sys/firmware)."""
+    found = []
+    for m in mounts.mounts:
+        if not mounts.visible(m):
+            continue
+        if paths.under(m.mountpoint, "/proc") and m.mountpoint != "/proc":
+            if m.fstype not in ("proc", "binfmt_misc"):
+                found.append(m.mountpoint)
+        elif paths.under(m.mountpoint, paths.SYS) and m.fstype == "tmpfs":
+            ro = "ro" in m.mount_options.split(",")
+            if ro and not paths.under(m.mountpoint, paths.SYS_FS_CGROUP):
+                found.append(m.mountpoint)
+    return tuple(sorted(set(found)))
+
+
+def read_only_paths(mounts: MountTable) -> tuple[str, ...]:
+    """Of /proc/sys, /proc/sysrq-trigger and /sys, those on a read-only mount."""
+    found = []
+    for path in READ_ONLY:
+        m = mounts.covering(path)
+        if m is not None and "ro" in m.mount_options.split(","):
+            found.append(path)
+    return tuple(found)
+
+
+def from_evidence(
+    ev: Evidence, mounts: MountTable | None, net_owner: str | None = None
+) -> Privilege:
+    """The facts, parsed from what the reader read (a capture's or the live system's)."""
+    status = procfs.status_fields(ev.text(paths.PROC_SELF_STATUS) or "")
+    eff = procfs.cap_mask(status.get("CapEff"))
+    bnd = procfs.cap_mask(status.get("CapBnd"))
+    nnp = _status_int(status, "NoNewPrivs")
+    uid_text = ev.text(paths.PROC_SELF_UID_MAP)
+    uid_map = None if uid_text is None else procfs.id_map(uid_text)
+    user_ns = None
+    initial = is_initial("user", ev.links.get("self/user"))
+    if initial is None and uid_map is not None:
+        initial = uid_map == procfs.FULL_ID_MAP
+    if initial is not None:
+        user_ns = not initial
+    root_outside = None if not uid_map else procfs.outside_id(uid_map, 0)
+    number = ns_inode(ev.links.get("self/net"))
+    devices_text = ev.text(paths.DEVICES_LIST)
+    label = procfs.security_label(ev.text(paths.ATTR_APPARMOR)) or procfs.security_label(
+        ev.text(paths.ATTR_CURRENT)
+    )
+    probes = ev.probes
+    return Privilege(
+        effective=None if eff is None else tuple(procfs.cap_names(eff)),
+        bounding=None if bnd is None else tuple(procfs.cap_names(bnd)),
+        cap_last=procfs.cap_last(ev.text(paths.CAP_LAST_CAP)),
+        seccomp=_status_int(status, "Seccomp"),
+        seccomp_filters=_status_int(status, "Seccomp_filters"),
+        no_new_privs=None if nnp is None else nnp == 1,
+        label=label,
+        masked=None if mounts is None else masked_paths(mounts),
+        read_only=None if mounts is None else read_only_paths(mounts),
+        devices=None
+        if devices_text is None
+        else tuple(line.strip() for line in devices_text.splitlines() if line.strip()),
+        user_ns=user_ns,
+        root_outside=root_outside,
+        net_host=None if number is None else number == NET_NS_INIT,
+        net_owner=net_owner,
+        tun=probes.get(paths.DEV_NET_TUN),
+        fuse=probes.get(paths.DEV_FUSE),
+        keyring=probes.get("keyring"),
+        pivot_root=probes.get("pivot_root"),
+        cgroup_owner=probes.get("cgroup_owner"),
+    )
+
+
+def level(p: Privilege) -> tuple[str, str]:
+    """The level, and the evidence for it in words."""
+    if p.user_ns:
+        outside = f"UID {p.root_outside}" if p.root_outside is not None else "another user"
+        return USER_NAMESPACE, f"root here is {outside} outside (a user namespace)"
+    admin = p.has("CAP_SYS_ADMIN")
+    if admin is False:
+        return NONE, "no CAP_SYS_ADMIN"
+    if admin is None:
+        return NONE, "CapEff could not be read"
+    marks = []
+    if p.seccomp:
+        marks.append(f"a seccomp filter ({p.seccomp_filters or 1})")
+    if p.read_only:
+        marks.append("read-only " + ", ".join(p.read_only))
+    if p.masked:
+        marks.append(f"{len(p.masked)} masked path(s)")
+    if p.all_devices is False:
+        marks.append("a devices cgroup that does not allow every device")
+    if marks:
+        return CAPABILITIES, "CAP_SYS_ADMIN, but " + "; ".join(marks)
+    user = "" if p.user_ns is False else " (user namespace unknown)"
+    return PRIVILEGED, f"CAP_SYS_ADMIN, no seccomp filter, nothing masked or read-only{user}"
+
+
+class Ability(Record):
+    """One thing nested Docker may do: yes (True), no (False) or unknown (None), and why.
+
+    ``missing`` are requirement keys (dind.requirements) whose grant would change a no;
+    ``host`` says the host itself prevents it (no outer option helps).
+    """
+
+    __slots__ = ("can", "host", "missing", "name", "why")
+
+    def __init__(
+        self,
+        name: str,
+        can: bool | None,
+        why: str,
+        missing: tuple[str, ...] = (),
+        host: bool = False,
+    ) -> None:
+        self.name = name
+        self.can = can
+        self.why = why
+        self.missing = missing
+        self.host = host
+
+    @property
+    def answer(self) -> str:
+        return {True: "yes", False: "no", None: "unknown"}[self.can]
+
+
+class Blocker(Record):
+    """A missing piece: what is missing, what it breaks, and the requirement that grants it."""
+
+    __slots__ = ("key", "name", "what")
+
+    def __init__(self, name: str, what: str, key: str) -> None:
+        self.name = name
+        self.what = what
+        self.key = key
+
+
+class Assessment(Record):
+    """The level, its evidence, each ability, and what blocks a nested run."""
+
+    __slots__ = ("abilities", "blockers", "level", "why")
+
+    def __init__(
+        self, level: str, why: str, abilities: list[Ability], blockers: list[Blocker]
+    ) -> None:
+        self.level = level
+        self.why = why
+        self.abilities = abilities
+        self.blockers = blockers
+
+    def ability(self, name: str) -> Ability:
+        return next(a for a in self.abilities if a.name == name)
+
+
+def refused(answer: str | None) -> bool:
+    """A probe's answer says a filter refused the call."""
+    return answer in FILTER_REFUSES
+
+
+def _run_blockers(p: Privilege, apparmor_denies: bool, can_mount: bool | None) -> list[Blocker]:
+    """What stops every nested container (and so builds, ports and limits) from starting."""
+    found: list[Blocker] = []
+    if p.has("CAP_SYS_ADMIN") is False:
+        found.append(
+            Blocker("cap_sys_admin", "CAP_SYS_ADMIN is not effective", requirements.SYS_ADMIN.key)
+        )
+    if p.has("CAP_NET_ADMIN") is False:
+        found.append(
+            Blocker(
+                "cap_net_admin",
+                "CAP_NET_ADMIN is not effective: a nested dockerd exits at start",
+                requirements.NET_ADMIN.key,
+            )
+        )
+    if p.bounding is not None:
+        lacking = [c for c in requirements.NESTED_CAPABILITIES if c not in p.bounding]
+        if lacking:
+            found.append(
+                Blocker(
+                    "nested_capabilities",
+                    f"the bounding set lacks {' '.join(lacking)}, which nested containers get "
+                    "by default: runc fails 'unable to apply caps'",
+                    requirements.NESTED_CAPS.key,
+                )
+            )
+    if p.keyring not in (None, "ok", "ENOSYS"):
+        found.append(
+            Blocker(
+                "keyring",
+                f"keyctl is refused ({p.keyring}): runc fails 'unable to join session keyring'",
+                requirements.SECCOMP.key,
+            )
+        )
+    if refused(p.pivot_root) and can_mount:  # EPERM without the right to mount says nothing
+        found.append(
+            Blocker(
+                "pivot_root",
+                f"pivot_root is refused ({p.pivot_root}): runc fails 'error jailing process "
+                "inside rootfs'",
+                requirements.SECCOMP.key,
+            )
+        )
+    if apparmor_denies:
+        found.append(
+            Blocker(
+                "apparmor",
+                f"the AppArmor profile {p.label} denies mount(2)",
+                requirements.APPARMOR.key,
+            )
+        )
+    if p.user_ns and p.cgroup_owner not in (None, "0"):
+        found.append(
+            Blocker(
+                "cgroup_delegation",
+                f"this container's cgroups belong to UID {p.cgroup_owner} as seen here, not to "
+                "its root: a nested runc cannot create groups ('mkdir /sys/fs/cgroup/...: "
+                "permission denied')",
+                requirements.CGROUP_DELEGATION.key,
+            )
+        )
+    return found
+
+
+def _listed(names: tuple[str, ...], shown: int = 4) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return " ".join(names[:shown]) + more
+
+
+def _nested_privileged(p: Privilege, lvl: str, run: bool | None) -> Ability:
+    """A nested ``--privileged`` container: every device (runc sets the devices cgroup first),
+    every capability, a sysfs of its own."""
+    if run is False:
+        return Ability(NESTED_PRIVILEGED, False, "nested containers cannot run at all")
+    unbounded = p.unbounded
+    if p.user_ns:
+        if unbounded:
+            return Ability(
+                NESTED_PRIVILEGED,
+                False,
+                f"the bounding set lacks {_listed(unbounded)}: runc fails 'unable to apply caps'",
+                (requirements.ALL_CAPS.key,),
+            )
+        if p.net_owner == "ancestor":
+            return Ability(
+                NESTED_PRIVILEGED,
+                False,
+                "the network namespace belongs to an ancestor user namespace: sysfs cannot be "
+                "mounted for the nested container ('mount sysfs: operation not permitted')",
+            )
+        return Ability(
+            NESTED_PRIVILEGED,
+            None if p.net_owner is None or unbounded is None else True,
+            "privileged within this user namespace only: no host devices, no host-wide sysctls"
+            + ("" if p.net_owner is not None else "; whether sysfs can be mounted is unknown"),
+        )
+    reasons: list[str] = []
+    missing: list[str] = []
+    if p.all_devices is False:
+        reasons.append(
+            "the devices cgroup does not allow every device: runc fails "
+            "'devices.allow: operation not permitted'"
+        )
+        missing.append(requirements.ALL_DEVICES.key)
+    host = False
+    if unbounded:
+        host = lvl == PRIVILEGED
+        lacks = f"the bounding set lacks {_listed(unbounded)}: runc fails 'unable to apply caps'"
+        if host:
+            lacks = (
+                "the host itself lacks capabilities: "
+                + lacks
+                + " (a nested runtime that drops them, such as a runc wrapper, works around it)"
+            )
+        else:
+            missing.append(requirements.ALL_CAPS.key)
+        reasons.append(lacks)
+    if reasons:
+        return Ability(NESTED_PRIVILEGED, False, "; then ".join(reasons), tuple(missing), host)
+    if unbounded is None or p.all_devices is None:
+        if lvl == PRIVILEGED:
+            return Ability(
+                NESTED_PRIVILEGED, True, "a privileged container (the devices cgroup is v2's)"
+            )
+        return Ability(
+            NESTED_PRIVILEGED, None, "the bounding set or the devices cgroup could not be read"
+        )
+    return Ability(NESTED_PRIVILEGED, True, "every capability and every device are allowed")
+
+
+def assess(
+    p: Privilege,
+    *,
+    apparmor_denies: bool = False,
+    limits: bool | None = True,
+    can_mount: bool | None = None,
+) -> Assessment:
+    """The level and what nested Docker can do at it.
+
+    ``apparmor_denies``: the AppArmor profile denies mount (dind.check.env decides it);
+    ``limits``: a memory controller is there for nested containers (None: unknown);
+    ``can_mount``: mount(2) is allowed at all (dind.check.env), so a refused pivot_root
+    can only be a filter's doing.
+    """
+    lvl, why = level(p)
+    blockers = _run_blockers(p, apparmor_denies, can_mount)
+    if blockers:
+        run: bool | None = False
+        run_why = "; ".join(b.what for b in blockers)
+    elif p.effective is None:
+        run, run_why = None, "the capabilities could not be read"
+    else:
+        run = True
+        run_why = "CAP_SYS_ADMIN and CAP_NET_ADMIN, the nested default capabilities"
+        if p.keyring is None or p.pivot_root is None:
+            run_why += "; the seccomp filter was not probed"
+        else:
+            run_why += "; keyctl and pivot_root are allowed"
+        if p.user_ns:
+            run_why += "; this container's cgroups are its own"
+    missing = tuple(dict.fromkeys(b.key for b in blockers))
+    abilities = [
+        Ability(RUN, run, run_why, missing),
+        Ability(BUILD, run, "a build runs each step in a nested container", missing),
+        Ability(
+            PORTS,
+            run,
+            "a nested dockerd publishes with its NAT rules and docker-proxy"
+            if run
+            else "needs a nested dockerd that runs containers",
+            missing,
+        ),
+    ]
+    if run is False:
+        abilities.append(Ability(LIMITS, False, "no nested container runs", missing))
+    elif limits is False:
+        abilities.append(
+            Ability(LIMITS, False, "no memory controller is available to nested containers")
+        )
+    else:
+        abilities.append(
+            Ability(
+                LIMITS,
+                None if limits is None or run is None else True,
+                "nested containers get their own groups under this container's",
+            )
+        )
+    abilities.append(_nested_privileged(p, lvl, run))
+    return Assessment(lvl, why, abilities, blockers)
+
+
+def cannot(assessment: Assessment) -> list[str]:
+    """What dind cannot fix from inside at this level, one phrase each (the start warning).
+
+    Only for a container that runs nested Docker otherwise: a blocked run is ``--check``'s
+    to explain, and a privileged container has nothing to say.
+    """
+    if assessment.level in (PRIVILEGED, NONE):
+        return []
+    if assessment.ability(RUN).can is False:
+        return []
+    said = []
+    nested = assessment.ability(NESTED_PRIVILEGED)
+    if nested.can is False:
+        said.append(
+            f"nested --privileged containers fail here: {nested.why} (dind --check says more)"
+        )
+    if assessment.level == USER_NAMESPACE:
+        said.append(
+            "this is a user namespace: nested containers get no host devices, no host-wide "
+            "sysctls and no AppArmor profile"
+        )
+    return said

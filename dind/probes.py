@@ -1,0 +1,84 @@
+"""Privilege probes that are not files: what ``--check`` asks the kernel (the reader calls them).
+
+Each answer is a short word kept in ``Evidence.probes`` (and in captures): what the
+kernel said, interpreted nowhere here.
+
+- ``pivot_root``: runc enters every container's root with pivot_root(2). Called with
+  NULL paths it fails before doing anything: EFAULT when it may be called, the filter's
+  errno (EPERM under Docker's default profile) when a seccomp filter refuses it.
+- ``/dev/net/tun``, ``/dev/fuse``: ``char MAJ:MIN``, ``missing`` or ``other``.
+- ``cgroup_owner``: the owner of this container's cgroup as this process sees it (65534,
+  the overflow UID, when its owner is not mapped into this user namespace).
+- ``keyring``: dind.keyring's session-keyring probe.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+
+from dind import paths
+from dind.syscalls import fs_type
+
+SYS_PIVOT_ROOT = {
+    "x86_64": 155,
+    "aarch64": 41,
+    "riscv64": 41,
+    "ppc64le": 203,
+    "s390x": 217,
+    "armv7l": 218,
+    "i686": 217,
+}
+"""pivot_root(2) by machine (``uname -m``)."""
+CALLABLE = "ok"
+
+
+def pivot_root() -> str | None:
+    """``ok`` when pivot_root may be called (the kernel answered EFAULT), else the errno name;
+    None where the call's number is not known."""
+    number = SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = libc.syscall(ctypes.c_long(number), ctypes.c_void_p(None), ctypes.c_void_p(None))
+    code = 0 if result >= 0 else ctypes.get_errno()
+    if code in (0, errno.EFAULT):
+        return CALLABLE
+    return errno.errorcode.get(code, str(code))
+
+
+def device(path: str) -> str:
+    """``char MAJ:MIN`` for a character device at ``path``, ``missing``, or ``other``."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return "missing"
+    if not stat.S_ISCHR(st.st_mode):
+        return "other"
+    return f"char {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+
+
+def cgroup_owner() -> str | None:
+    """The UID owning this container's cgroup (v1: the memory hierarchy; v2: the root)."""
+    for path in (f"{paths.SYS_FS_CGROUP}/memory", paths.SYS_FS_CGROUP):
+        if fs_type(path) in ("cgroup", "cgroup2"):
+            try:
+                return str(os.stat(path).st_uid)
+            except OSError:
+                return None
+    return None
+
+
+def probe_all() -> dict[str, str | None]:
+    """Every probe, by its key in ``Evidence.probes``."""
+    from dind.keyring import probe_session_keyring
+
+    return {
+        "keyring": probe_session_keyring(),
+        "pivot_root": pivot_root(),
+        paths.DEV_NET_TUN: device(paths.DEV_NET_TUN),
+        paths.DEV_FUSE: device(paths.DEV_FUSE),
+        "cgroup_owner": cgroup_owner(),
+    }
