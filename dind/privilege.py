@@ -318,14 +318,17 @@ class Ability(Record):
 
 
 class Blocker(Record):
-    """A missing piece: what is missing, what it breaks, and the requirement that grants it."""
+    """A missing piece: what is missing, what it breaks, and the requirement that grants it
+    (``key``; empty when no outer grant is the fix), with the missing ``items`` where the
+    requirement grants item by item (device rules)."""
 
-    __slots__ = ("key", "name", "what")
+    __slots__ = ("items", "key", "name", "what")
 
-    def __init__(self, name: str, what: str, key: str) -> None:
+    def __init__(self, name: str, what: str, key: str, items: tuple[str, ...] = ()) -> None:
         self.name = name
         self.what = what
         self.key = key
+        self.items = items
 
 
 class Assessment(Record):
@@ -345,12 +348,44 @@ class Assessment(Record):
         return next(a for a in self.abilities if a.name == name)
 
 
+def _rule(text: str) -> tuple[str, str, str, str] | None:
+    """A devices cgroup rule ``TYPE MAJOR:MINOR ACCESS`` as its four parts; None if odd."""
+    words = text.split()
+    if len(words) != 3 or ":" not in words[1]:
+        return None
+    major, _, minor = words[1].partition(":")
+    return words[0], major, minor, words[2]
+
+
+def covers(granted: str, wanted: str) -> bool:
+    """Does the devices cgroup exception ``granted`` include all of ``wanted``? (v1: a child
+    may only be given what one exception of its parent covers.)"""
+    have, need = _rule(granted), _rule(wanted)
+    if have is None or need is None:
+        return False
+    return (
+        have[0] in ("a", need[0])
+        and have[1] in ("*", need[1])
+        and have[2] in ("*", need[2])
+        and set(need[3]) <= set(have[3])
+    )
+
+
+def uncovered(devices: tuple[str, ...] | None, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The rules of ``wanted`` no line of a devices.list covers (none when it is unknown)."""
+    if devices is None:
+        return ()
+    return tuple(w for w in wanted if not any(covers(line, w) for line in devices))
+
+
 def refused(answer: str | None) -> bool:
     """A probe's answer says a filter refused the call."""
     return answer in FILTER_REFUSES
 
 
-def _run_blockers(p: Privilege, apparmor_denies: bool, can_mount: bool | None) -> list[Blocker]:
+def _run_blockers(
+    p: Privilege, apparmor_denies: bool, can_mount: bool | None, dockerd_stops: str | None
+) -> list[Blocker]:
     """What stops every nested container (and so builds, ports and limits) from starting."""
     found: list[Blocker] = []
     if p.has("CAP_SYS_ADMIN") is False:
@@ -376,6 +411,17 @@ def _run_blockers(p: Privilege, apparmor_denies: bool, can_mount: bool | None) -
                     requirements.NESTED_CAPS.key,
                 )
             )
+    lacking_devices = uncovered(p.devices, requirements.NESTED_DEVICE_RULES)
+    if lacking_devices and not p.user_ns:  # runc leaves the devices cgroup alone in one
+        found.append(
+            Blocker(
+                "nested_devices",
+                f"the devices cgroup lacks {', '.join(lacking_devices)}, which nested "
+                "containers get by default: runc fails 'devices.allow: operation not permitted'",
+                requirements.NESTED_DEVICES.key,
+                lacking_devices,
+            )
+        )
     if p.keyring not in (None, "ok", "ENOSYS"):
         found.append(
             Blocker(
@@ -399,6 +445,15 @@ def _run_blockers(p: Privilege, apparmor_denies: bool, can_mount: bool | None) -
                 "apparmor",
                 f"the AppArmor profile {p.label} denies mount(2)",
                 requirements.APPARMOR.key,
+            )
+        )
+    if dockerd_stops:
+        found.append(
+            Blocker(
+                "ip_forward",
+                f"{dockerd_stops}: a nested dockerd stops at start ('Enabling IP forwarding "
+                "failed')",
+                "",
             )
         )
     if p.user_ns and p.cgroup_owner not in (None, "0"):
@@ -486,16 +541,18 @@ def assess(
     apparmor_denies: bool = False,
     limits: bool | None = True,
     can_mount: bool | None = None,
+    dockerd_stops: str | None = None,
 ) -> Assessment:
     """The level and what nested Docker can do at it.
 
     ``apparmor_denies``: the AppArmor profile denies mount (dind.check.env decides it);
     ``limits``: a memory controller is there for nested containers (None: unknown);
     ``can_mount``: mount(2) is allowed at all (dind.check.env), so a refused pivot_root
-    can only be a filter's doing.
+    can only be a filter's doing; ``dockerd_stops``: why a nested dockerd cannot start for
+    want of a network sysctl (dind.check.env), or None.
     """
     lvl, why = level(p)
-    blockers = _run_blockers(p, apparmor_denies, can_mount)
+    blockers = _run_blockers(p, apparmor_denies, can_mount, dockerd_stops)
     if blockers:
         run: bool | None = False
         run_why = "; ".join(b.what for b in blockers)
@@ -510,7 +567,7 @@ def assess(
             run_why += "; keyctl and pivot_root are allowed"
         if p.user_ns:
             run_why += "; this container's cgroups are its own"
-    missing = tuple(dict.fromkeys(b.key for b in blockers))
+    missing = tuple(dict.fromkeys(b.key for b in blockers if b.key))
     abilities = [
         Ability(RUN, run, run_why, missing),
         Ability(BUILD, run, "a build runs each step in a nested container", missing),

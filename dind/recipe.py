@@ -17,6 +17,7 @@ from dind.requirements import (
     KUBERNETES,
     LXC,
     NESTED_CAPS,
+    NESTED_DEVICES,
     NET_ADMIN,
     NSPAWN,
     PODMAN,
@@ -78,14 +79,15 @@ def docker() -> list[str]:
 
 
 def podman() -> list[str]:
-    wanted = (SYS_ADMIN, NET_ADMIN, NESTED_CAPS, SECCOMP, APPARMOR)
+    wanted = (SYS_ADMIN, NET_ADMIN, NESTED_CAPS, NESTED_DEVICES, SECCOMP, APPARMOR)
     return [
         *_comment(
             "podman (as root), without a privileged container: podman's default capabilities "
-            f"lack {', '.join(requirements.PODMAN_DROPS)}, which nested containers get by "
-            "default, so they are added with CAP_SYS_ADMIN and CAP_NET_ADMIN; Docker's seccomp "
-            "filter plus the four calls a nested runtime makes; podman's masked and read-only "
-            "paths; no host devices."
+            f"lack {', '.join(requirements.PODMAN_DROPS)} and its devices cgroup "
+            f"{', '.join(requirements.PODMAN_DEVICE_RULES)} (/dev/console), which nested "
+            "containers get by default, so they are added with CAP_SYS_ADMIN and "
+            "CAP_NET_ADMIN; Docker's seccomp filter plus the four calls a nested runtime "
+            "makes; podman's masked and read-only paths; no host devices."
         ),
         *_profile_lines(SECCOMP_FILE),
         *_cannot(),

@@ -40,15 +40,25 @@ class Requirement(Record):
 
     ``options`` maps a runtime to the option, key or field that grants it there; a
     runtime missing from it has no way short of the last resort (``privileged``).
+    ``each`` maps a runtime to a template granting one item (``{}``) of what is missing,
+    where the evidence names items (the device rules a container lacks).
     """
 
-    __slots__ = ("key", "options", "what", "why")
+    __slots__ = ("each", "key", "options", "what", "why")
 
-    def __init__(self, key: str, what: str, why: str, options: dict[str, str]) -> None:
+    def __init__(
+        self,
+        key: str,
+        what: str,
+        why: str,
+        options: dict[str, str],
+        each: dict[str, str] | None = None,
+    ) -> None:
         self.key = key
         self.what = what
         self.why = why
         self.options = options
+        self.each = each or {}
 
     def option(self, runtime: str) -> str | None:
         """The grant in ``runtime``'s words (``--check``'s names accepted); None if none."""
@@ -107,6 +117,42 @@ NESTED_CAPS = Requirement(
     "a nested runc grants them to every container; one missing from this container's "
     'bounding set fails every nested run ("unable to apply caps: operation not permitted")',
     {**_caps(*PODMAN_DROPS), DOCKER: "(Docker's default set has them)"},
+)
+NESTED_DEVICE_RULES = (
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+    "c 10:200 rwm",
+)
+"""The devices cgroup rules a nested runc writes for every container (Docker's and
+containerd's default: mknod of any, null, zero, full, random, urandom, tty, console, ptmx,
+pts, tun): on cgroup v1 each must lie within this container's own."""
+PODMAN_DEVICE_RULES = ("c 5:1 rwm",)
+"""Of those, what podman's default devices cgroup leaves out (/dev/console)."""
+NESTED_DEVICES = Requirement(
+    "nested-devices",
+    "the devices nested containers get by default, in this container's devices cgroup",
+    "a nested runc allows them for every container; one outside this container's devices "
+    'cgroup fails every nested run ("devices.allow: operation not permitted")',
+    {
+        DOCKER: "(Docker's default devices cgroup has them)",
+        PODMAN: " ".join(f"--device-cgroup-rule='{r}'" for r in PODMAN_DEVICE_RULES),
+        KUBERNETES: "(containerd's default devices cgroup has them)",
+    },
+    each={
+        DOCKER: "--device-cgroup-rule='{}'",
+        PODMAN: "--device-cgroup-rule='{}'",
+        LXC: "lxc.cgroup.devices.allow = {}",
+        NSPAWN: "--property=DeviceAllow='{}'",
+    },
 )
 SECCOMP = Requirement(
     "seccomp",
@@ -204,6 +250,7 @@ ALL = (
     SYS_ADMIN,
     NET_ADMIN,
     NESTED_CAPS,
+    NESTED_DEVICES,
     SECCOMP,
     APPARMOR,
     SELINUX,
@@ -223,19 +270,33 @@ COMMAND = {
 """What a runtime's options follow, in a fix."""
 
 
-def fix(runtime: str, keys: list[str] | tuple[str, ...]) -> str:
-    """The grants for ``keys`` in ``runtime``'s words, joined; generic words elsewhere."""
+def fix(
+    runtime: str,
+    keys: list[str] | tuple[str, ...],
+    items: dict[str, tuple[str, ...]] | None = None,
+) -> str:
+    """The grants for ``keys`` in ``runtime``'s words, joined; generic words elsewhere.
+
+    ``items`` names, per requirement key, what exactly is missing (device rules), for the
+    requirements that grant item by item.
+    """
     name = CHECK_NAMES.get(runtime, runtime)
     parts = []
     for key in keys:
         requirement = BY_KEY[key]
         option = requirement.option(name)
+        template = requirement.each.get(name)
+        wanted = (items or {}).get(key, ())
+        if template and wanted:
+            option = " ".join(template.format(item) for item in wanted)
         if not option:
             parts.append(f"grant {requirement.what}")
         elif option.startswith("("):
             parts.append(option.strip("()"))
-        else:
+        elif option.startswith("--"):
             parts.append(COMMAND.get(name, "") + option)
+        else:
+            parts.append(option)
     return "; ".join(dict.fromkeys(parts))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dind import cgroup1, confine, privilege, procfs, requirements, steps
 from dind.actions import CONFLICT, REFUSED, SATISFIED
 from dind.check.env import Env, active_lsms, denies_mount
-from dind.check.gather import IP_FORWARD, KERNEL_CONFIG, TABLE_NAMES
+from dind.check.gather import KERNEL_CONFIG, TABLE_NAMES
 from dind.check.model import Snapshot
 from dind.check.predict import plan_area
 from dind.check.report import AREAS, Findings, Report
@@ -20,6 +20,7 @@ from dind.facts import Facts, from_evidence
 from dind.namespaces import is_initial
 from dind.paths import (
     ATTR_CURRENT,
+    IP_FORWARD,
     PROC_SELF_STATUS,
     PROC_SELF_UID_MAP,
     SECURITYFS,
@@ -230,12 +231,11 @@ def _namespaces(
     return section
 
 
-def _privilege(env: Env, found: Findings) -> dict[str, object]:
+def _privilege(env: Env, found: Findings, judged: privilege.Assessment) -> dict[str, object]:
     """The level this container runs at, what nested Docker can do there, and each missing
     piece with the least option that grants it in this runtime's words (dind.privilege)."""
     snap = env.snap
     facts = env.privilege
-    judged = env.assessment
     effective = None if env.cap_eff is None else procfs.cap_names(env.cap_eff)
     bounding = None if env.cap_bnd is None else procfs.cap_names(env.cap_bnd)
     root_outside = facts.root_outside
@@ -278,10 +278,11 @@ def _privilege(env: Env, found: Findings) -> dict[str, object]:
             env.fix(requirements.SYS_ADMIN.key),
         )
     for blocker in judged.blockers:
-        if blocker.name in ("cap_sys_admin", "apparmor"):
-            continue  # said above, and by the lsm area with the profile's name
+        if blocker.name in ("cap_sys_admin", "apparmor", "ip_forward"):
+            continue  # said above, by the lsm area with the profile, by the network area
         requirement = requirements.BY_KEY[blocker.key]
-        found.blocker(blocker.name, blocker.what, requirement.why, env.fix(requirement.key))
+        fix = requirements.fix(env.runtime, (blocker.key,), {blocker.key: blocker.items})
+        found.blocker(blocker.name, blocker.what, requirement.why, fix)
 
     nested = judged.ability(privilege.NESTED_PRIVILEGED)
     if nested.can is False and judged.ability(privilege.RUN).can is not False:
@@ -598,18 +599,14 @@ def _network(env: Env, found: Findings, skip: frozenset[str]) -> dict[str, objec
     else:
         tool = "iptables-nft" if backend == "nf_tables" else "iptables-legacy"
         found.ok("iptables", value, f"a nested dockerd can use {tool}; no legacy tables are in use")
-    fixed_by_dind = (
-        steps.NET_SYSCTLS not in skip
-        and env.privilege.net_host is not True
-        and env.can_mount()[0] is not False
-    )
+    stuck = env.forward_stuck(skip)
     if forward == "1":
         found.ok("ip_forward", "1", "IP forwarding is on: nested containers can reach out")
     elif forward == "0" and forward_writable:
         found.ok(
             "ip_forward", "0 (writable)", "a nested dockerd turns it on at start (--ip-forward)"
         )
-    elif forward == "0" and forward_writable is False and fixed_by_dind:
+    elif forward == "0" and forward_writable is False and stuck is None:
         found.ok(
             "ip_forward",
             "0 (read-only)",
@@ -799,7 +796,7 @@ def analyse(snap: Snapshot, settings: Settings) -> Report:
     sections["runtime"] = _runtime(env, found["runtime"])
     sections["cgroup"] = _cgroup(env, found["cgroup"], skip)
     sections["namespaces"] = _namespaces(env, found["namespaces"], facts, skip)
-    sections["privilege"] = _privilege(env, found["privilege"])
+    sections["privilege"] = _privilege(env, found["privilege"], env.assess(skip))
     rows, plan = plan_area(env, found["plan"], settings)
     sections["mounts"] = _mounts(env, found["mounts"], plan, skip)
     sections["plan"] = rows

@@ -20,6 +20,7 @@ from dind.paths import (
     ATTR_APPARMOR,
     ATTR_CURRENT,
     CAP_LAST_CAP,
+    IP_FORWARD,
     MOUNTINFO,
     PROC_1_CGROUP,
     PROC_SELF_CGROUP,
@@ -28,9 +29,10 @@ from dind.paths import (
     SYS_FS_CGROUP,
     UNIFIED,
 )
-from dind.privilege import assess
+from dind.privilege import Assessment, assess
 from dind.privilege import from_evidence as privilege_facts
 from dind.procfile import unreadable
+from dind.steps import NET_SYSCTLS
 
 T = TypeVar("T")
 
@@ -82,13 +84,30 @@ class Env:
         self.apparmor_profile = apparmor_profile(snap) if self.apparmor else None
         self.privilege = privilege_facts(snap.evidence, self.mounts, self.owner("net"))
         """The facts that decide privilege, read by dind.detect (dind.privilege)."""
-        self.assessment = assess(
+
+    def assess(self, skip: frozenset[str]) -> Assessment:
+        """The level and what nested Docker can do at it (with ``--skip`` as a run would)."""
+        return assess(
             self.privilege,
             apparmor_denies=denies_mount(self.apparmor_profile),
             limits=self.memory_controller(),
             can_mount=self.can_mount()[0],
+            dockerd_stops=self.forward_stuck(skip),
         )
-        """The level and what nested Docker can do at it: what --check says about privilege."""
+
+    def forward_stuck(self, skip: frozenset[str]) -> str | None:
+        """Why a nested dockerd stops at start on IP forwarding, or None: forwarding is off,
+        /proc/sys read-only, and dind's net-sysctls step cannot make it writable."""
+        forward = (self.snap.text(IP_FORWARD) or "").strip()
+        if forward != "0" or self.snap.writable.get(IP_FORWARD) is not False:
+            return None
+        if NET_SYSCTLS in skip:
+            return "ip_forward is 0 and read-only, and net-sysctls is skipped"
+        if self.privilege.net_host is True:
+            return "ip_forward is 0 and read-only in the host's network namespace"
+        if self.can_mount()[0] is False:
+            return "ip_forward is 0 and read-only, and dind cannot mount to make it writable"
+        return None
 
     def fix(self, *keys: str) -> str:
         """The least grants of ``keys`` (dind.requirements) in this runtime's words."""

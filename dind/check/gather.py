@@ -13,6 +13,7 @@ import os
 
 from dind import detect, paths
 from dind.check.model import Namespace, Proc, Snapshot
+from dind.paths import IP_FORWARD
 from dind.procfile import try_read
 
 TYPE_CHECKING = False
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 KERNEL_CONFIG = "/proc/config"
 """Not a kernel file: /proc/config.gz decompressed, only the options in ``CONFIG_KEYS``."""
-IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 TABLE_NAMES = {
     "ip": "/proc/net/ip_tables_names",
     "ip6": "/proc/net/ip6_tables_names",

@@ -93,6 +93,11 @@ def _writable_parent(env: Env, path: str) -> bool | None:
     return env.snap.writable[probe]
 
 
+NEW_CGROUPNS = "(a cgroup namespace of its own)"
+"""Kept among ``fresh`` once confinement's unshare is predicted to work: later cgroup mounts
+are then in a cgroup namespace this user namespace owns."""
+
+
 def _mount(action: Action, env: Env, fresh: list[str]) -> Prediction:
     can, why = env.can_mount()
     if can is False:
@@ -112,10 +117,15 @@ def _mount(action: Action, env: Env, fresh: list[str]) -> Prediction:
         return Prediction(FAILS, "ENODEV", f"the kernel has no {fstype} (/proc/filesystems)")
     if fstype == "securityfs" and env.user_ns:
         return Prediction(FAILS, "EPERM", "securityfs cannot be mounted in a user namespace")
-    owner = env.owner("cgroup")
+    owner = "ours" if NEW_CGROUPNS in fresh else env.owner("cgroup")
     if fstype in ("cgroup", "cgroup2") and env.user_ns and owner == "ancestor":
         return Prediction(
-            FAILS, "EPERM", "the cgroup namespace belongs to an ancestor user namespace"
+            FAILS,
+            "EPERM",
+            "the cgroup namespace belongs to an ancestor user namespace",
+            fix="do not --skip cgroup-confine (its unshare gives this user namespace a cgroup "
+            "namespace of its own), or create the container's cgroup namespace inside its "
+            "user namespace",
         )
     if can is None:
         return Prediction(MAY_FAIL, None, why)
@@ -123,6 +133,8 @@ def _mount(action: Action, env: Env, fresh: list[str]) -> Prediction:
         return Prediction(MAY_FAIL, None, "the owner of the cgroup namespace is unknown")
     if fstype == "tmpfs" and isinstance(action, Mount):
         fresh.append(action.target)
+    if isinstance(action, UnshareCgroup):
+        fresh.append(NEW_CGROUPNS)  # created now, in (and owned by) this user namespace
     return Prediction(WILL)
 
 
@@ -160,7 +172,8 @@ def _nest(action: NestCgroup2, env: Env) -> Prediction:
 
 
 def predict(action: Action, env: Env, fresh: list[str]) -> Prediction:
-    """The expected result of a pending action; ``fresh`` collects tmpfs mounted before it."""
+    """The expected result of a pending action; ``fresh`` collects tmpfs mounted before it
+    (and whether a cgroup namespace was made)."""
     if isinstance(action, Mount | Bind | Propagation | Remount | Umount | UnshareCgroup):
         return _mount(action, env, fresh)
     if isinstance(action, MakeDir):

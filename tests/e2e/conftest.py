@@ -148,7 +148,8 @@ def e2e() -> Iterator[Env]:
 
 @dataclass
 class Outer:
-    """A detached dev-image container on the test daemon (``docker run -d --privileged``).
+    """A detached dev-image container on the test daemon (``docker run -d --privileged``,
+    unless started with ``privileged=False``).
 
     The saved base image is mounted read-only at /images/base.tar and
     /var/lib/docker is a volume, as a nested dockerd needs.
@@ -159,13 +160,19 @@ class Outer:
 
     @classmethod
     def start(
-        cls, env: Env, *options: str, command: tuple[str, ...] = (), image: str = ""
+        cls,
+        env: Env,
+        *options: str,
+        command: tuple[str, ...] = (),
+        image: str = "",
+        privileged: bool = True,
     ) -> Outer:
+        """``privileged=False``: only ``options`` grant anything (tests/e2e/test_privilege.py)."""
         name = f"dind-e2e-{uuid.uuid4().hex[:10]}"
         env.daemon.docker(
             "run",
             "-d",
-            "--privileged",
+            *(["--privileged"] if privileged else []),
             "--name",
             name,
             "-v",

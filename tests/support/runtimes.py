@@ -65,6 +65,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -114,6 +115,19 @@ def lxc_userns_keys(base: int) -> list[str]:
         else line
         for line in LXC_KEYS
     ]
+
+
+def searchable(path: Path) -> None:
+    """Let a user namespace's root reach and read ``path``: ``o+x`` on each of its
+    directories that this session made (mkdtemp's are 0700), up to /var/tmp, and ``o+r`` on
+    ``path`` itself (``docker save`` writes 0600)."""
+    path.chmod(path.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if path.is_dir() else 0))
+    for parent in path.parents:
+        if parent in (Path("/var/tmp"), Path("/")):
+            break
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
 
 
 def shift_ids(top: Path, base: int) -> None:
@@ -483,8 +497,10 @@ class Runtimes:
                 argv += [f"--memory={spec.memory_limit}"]
             argv += [f"--env={k}={v}" for k, v in spec.env.items()]
             for bind in run.binds:
-                if spec.userns is not None and not bind.readonly:
-                    shift_ids(bind.source, spec.userns)
+                if spec.userns is not None:
+                    if not bind.readonly:
+                        shift_ids(bind.source, spec.userns)
+                    searchable(bind.source)
                 argv += [f"--volume={bind.source}:{bind.target}:{'ro' if bind.readonly else 'rw'}"]
             argv += [f"--entrypoint={json.dumps(list(spec.argv))}"]
             return self._podman(*argv, *spec.options, image)
@@ -509,6 +525,8 @@ class Runtimes:
                 for bind in run.binds:
                     if not bind.readonly:
                         shift_ids(bind.source, spec.userns)
+                    searchable(bind.source)
+                searchable(rootfs)
             lines = [
                 f"lxc.uts.name = {run.name}",
                 f"lxc.rootfs.path = dir:{rootfs}",
