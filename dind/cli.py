@@ -26,6 +26,9 @@ Steps, in order (each can be skipped with --skip):
   cgroup-remount  remount read-only cgroups under /sys/fs/cgroup read-write (best effort)
   cgroup-nesting  when /sys/fs/cgroup is cgroup2: move every process into init/ and
                   enable all controllers in cgroup.subtree_control (best effort)
+  net-sysctls     when /proc/sys is read-only: bind /proc/sys/net onto itself read-write
+                  (the container's own network namespace; skipped in the host's)
+                  (best effort)
   rshared         make / recursively shared (best effort)
 Daemon steps (COMMAND is dockerd, or --with-dockerd):
   stale-pid       remove docker/containerd pid files of processes that are gone
@@ -49,7 +52,8 @@ Options override them.
 \b
 Exit status:
   the command's own  dind execs it (as init: its status, 128+N if killed by N)
-  0                  --dry-run; --check: nested Docker can work; --ready: answers
+  0                  --dry-run, --recipe, --seccomp-profile; --check: nested Docker can
+                     work; --ready: answers
   1                  --check: something blocks it; --ready: no answer
   2                  usage error (bad option or variable, no command, ...)
   125                dind's own set-up failed, or its output could not be written
@@ -168,7 +172,10 @@ Exit status:
 @click.version_option(__version__, prog_name="dind")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(**params: object) -> None:
-    """Prepare a --privileged container for a nested Docker daemon, then run COMMAND.
+    """Prepare a container for a nested Docker daemon, then run COMMAND.
+
+    It needs CAP_SYS_ADMIN, not --privileged: --recipe RUNTIME prints the least options
+    each runtime allows, --check says what this container allows.
 
     Options end at the first word that is not one: in `dind make.sh -v`, -v is
     make.sh's. `--` before COMMAND is optional.

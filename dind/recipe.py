@@ -38,7 +38,7 @@ def _profile_lines(where: str) -> list[str]:
 
     calls = ", ".join(name for extra in ADDITIONS for name in extra.names)
     return [
-        f"# dind's seccomp profile is Docker's default plus {calls}; make it with",
+        *_comment(f"dind's seccomp profile is Docker's default plus {calls}; make it with"),
         f"#   docker run --rm IMAGE --seccomp-profile > {where}",
     ]
 

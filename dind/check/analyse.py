@@ -292,10 +292,10 @@ def _privilege(env: Env, found: Findings, judged: privilege.Assessment) -> dict[
                 "runtime drop them (a runc wrapper)"
             )
         elif nested.missing:
-            fix = (
-                f"{env.fix(*nested.missing)} (every capability and every device: "
-                f"{requirements.last_resort(env.runtime)} in all but name)"
-            )
+            fix = env.fix(*nested.missing)
+            last = requirements.last_resort(env.runtime)
+            if fix != last:
+                fix += f" (every capability and every device: {last} in all but name)"
         else:
             fix = "a container outside a user namespace, with every capability and device"
         found.warning(

@@ -58,7 +58,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not TABLE:
+    if not TABLE and not FIGURES:
         return
     terminalreporter.section("dind under other runtimes (measured)")
     for runtime, row in TABLE.items():

@@ -166,7 +166,7 @@ class Spec:
     options: Sequence[str] = ()  # extra options of the runtime's own CLI
     docker_dir: bool = True  # a fresh host directory on /var/lib/docker
     userns: int | None = None  # a user namespace: container root is this host UID (and GID)
-    privileged: bool = True  # podman: --privileged (else only spec.options grant anything)
+    privileged: bool = True  # podman --privileged, nspawn --capability=all (else spec.options)
 
 
 @dataclass
@@ -583,13 +583,8 @@ class Runtimes:
             if spec.memory_limit:  # --property=MemoryMax= needs systemd as the host's init
                 run.group.limit_memory(spec.memory_limit)
             argv = ["systemd-nspawn", "-q", f"--directory={rootfs}", f"--machine={run.name}"]
-            argv += [
-                "--register=no",
-                "--keep-unit",
-                "--capability=all",
-                "--private-network",
-                "--pipe",
-            ]
+            argv += ["--register=no", "--keep-unit", "--private-network", "--pipe"]
+            argv += ["--capability=all"] if spec.privileged else []
             argv += [f"--setenv={k}={v}" for k, v in {**self.image_env, **spec.env}.items()]
             for bind in run.binds:
                 argv += [f"--bind{'-ro' if bind.readonly else ''}={bind.source}:{bind.target}"]
