@@ -192,8 +192,19 @@ def test_device_rules_are_covered_as_the_kernel_covers_them() -> None:
     assert not privilege.covers("c 5:0 rwm", "c 5:1 rwm")
     assert not privilege.covers("c *:* m", "c 1:3 rwm")
     assert not privilege.covers("b *:* rwm", "c 1:3 rwm")
-    podman = ("b *:* m", "c *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm")
-    podman += ("c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm", "c 10:200 rwm", "c 136:* rwm")
+    podman = (  # podman's default devices cgroup, as listed in its containers here
+        "b *:* m",
+        "c *:* m",
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 1:7 rwm",
+        "c 1:8 rwm",
+        "c 1:9 rwm",
+        "c 5:0 rwm",
+        "c 5:2 rwm",
+        "c 10:200 rwm",
+        "c 136:* rwm",
+    )
     assert privilege.uncovered(podman, requirements.NESTED_DEVICE_RULES) == ("c 5:1 rwm",)
     assert privilege.uncovered(None, requirements.NESTED_DEVICE_RULES) == ()
     fix = requirements.fix("podman", ("nested-devices",), {"nested-devices": ("c 5:1 rwm",)})

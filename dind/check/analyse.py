@@ -764,8 +764,11 @@ def _daemon(env: Env, found: Findings, settings: Settings) -> dict[str, object] 
         "mtu": evidence.mtus,
         "tls": evidence.tls_state,
     }
-    for step, warning in plan.warnings:
-        found.warning(step, warning, "dind says so before dockerd starts", "see the message")
+    for step, warning in plan.warnings:  # named as the plan area names them: a step may also
+        # have a finding of its own below (iptables: a warning and a conflict)
+        found.warning(
+            f"{step}-warning", warning, "dind says so before dockerd starts", "see the message"
+        )
     reported: set[str] = set()
     for a in plan.actions:
         if a.step in reported:
