@@ -207,8 +207,14 @@ def make_plan(facts: Facts, settings: Settings) -> Plan:
 
 
 def _add_daemon(plan: Plan, facts: Facts, settings: Settings) -> None:
-    """The daemon steps after the kernel's; dockerd is the command, or starts before it."""
+    """The daemon steps after the kernel's; dockerd is the command, or starts before it.
+    The privilege level joins the decisions said before dockerd starts (dind.summary)."""
     from dind.daemon.plan import plan_daemon
+
+    if facts.privilege is not None:
+        from dind.privilege import assess, said
+
+        plan.decided["privilege"] = said(assess(facts.privilege))
 
     daemon = plan_daemon(facts, settings)
     plan.actions += daemon.actions

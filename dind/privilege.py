@@ -620,3 +620,9 @@ def cannot(assessment: Assessment) -> list[str]:
             "sysctls and no AppArmor profile"
         )
     return said
+
+
+def said(assessment: Assessment) -> str:
+    """The level and the nested answers in a few words (the start-up summary's ``privilege``)."""
+    answers = ", ".join(f"{a.name} {a.answer}" for a in assessment.abilities)
+    return f"{assessment.level} (nested {answers})"

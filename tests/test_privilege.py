@@ -444,3 +444,16 @@ def test_net_sysctls_leaves_the_hosts_network_namespace_alone() -> None:
     assert "dind: skipped: mount --bind /proc/sys/net /proc/sys/net: this is the host's" in (
         done.stdout
     )
+
+
+def test_the_start_up_summary_gets_the_level_from_the_plan() -> None:
+    """dind.summary reads what planning decided: in dockerd mode, the privilege level."""
+    from dind.summary import decisions
+
+    snap = load(str(CAPTURES / "docker-recipe"))
+    settings = Settings(command=["dockerd"])
+    facts = from_evidence(snap.evidence, settings, everything=True)
+    assert decisions(make_plan(facts, settings))["privilege"] == (
+        "capabilities (nested run yes, build yes, ports yes, limits yes, privileged no)"
+    )
+    assert "privilege" not in make_plan(facts, Settings(command=["true"])).decided
