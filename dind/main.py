@@ -176,10 +176,13 @@ def _planned(settings: Settings, log: Log) -> tuple[Facts, Plan]:
         evidence.daemon = read_daemon(settings)
     facts = from_evidence(evidence, settings)
     if facts.privilege is not None:
-        from dind.privilege import assess, cannot
+        from dind.privilege import CAPABILITIES, USER_NAMESPACE, level
 
-        for limit in cannot(assess(facts.privilege)):
-            log.warning(limit, privilege=True)
+        if level(facts.privilege)[0] in (CAPABILITIES, USER_NAMESPACE):
+            from dind.abilities import assess, cannot
+
+            for limit in cannot(assess(facts.privilege)):
+                log.warning(limit, privilege=True)
     return facts, make_plan(facts, settings)
 
 

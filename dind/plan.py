@@ -212,7 +212,7 @@ def _add_daemon(plan: Plan, facts: Facts, settings: Settings) -> None:
     from dind.daemon.plan import plan_daemon
 
     if facts.privilege is not None:
-        from dind.privilege import assess, said
+        from dind.abilities import assess, said
 
         plan.decided["privilege"] = said(assess(facts.privilege))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dind import privilege, requirements, seccomp, steps
+from dind import abilities, privilege, requirements, seccomp, steps
 from dind.actions import PENDING, SKIPPED
 from dind.check.analyse import analyse
 from dind.check.capture import load
@@ -69,7 +69,7 @@ def test_level_and_nested_answers_are_what_the_real_tests_measured(name: str) ->
     assert section["level"] == level
     nested = section["nested"]
     assert isinstance(nested, dict)
-    assert tuple(nested[a]["can"] for a in privilege.ABILITIES) == answers
+    assert tuple(nested[a]["can"] for a in abilities.ABILITIES) == answers
 
 
 @pytest.mark.parametrize(
@@ -175,7 +175,7 @@ def test_the_start_warning_says_once_what_cannot_be_fixed() -> None:
     def said(name: str) -> list[str]:
         snap = load(str(CAPTURES / name))
         facts = privilege.from_evidence(snap.evidence, Env(snap).mounts)
-        return privilege.cannot(privilege.assess(facts))
+        return abilities.cannot(abilities.assess(facts))
 
     assert said("docker-privileged") == []
     assert said("docker-no-sys-admin") == []  # --check explains a blocked run, not the warning
@@ -186,12 +186,12 @@ def test_the_start_warning_says_once_what_cannot_be_fixed() -> None:
 
 
 def test_device_rules_are_covered_as_the_kernel_covers_them() -> None:
-    assert privilege.covers("a *:* rwm", "c 5:1 rwm")
-    assert privilege.covers("c 136:* rwm", "c 136:3 rw")
-    assert not privilege.covers("c 136:* rwm", "c *:* m")
-    assert not privilege.covers("c 5:0 rwm", "c 5:1 rwm")
-    assert not privilege.covers("c *:* m", "c 1:3 rwm")
-    assert not privilege.covers("b *:* rwm", "c 1:3 rwm")
+    assert abilities.covers("a *:* rwm", "c 5:1 rwm")
+    assert abilities.covers("c 136:* rwm", "c 136:3 rw")
+    assert not abilities.covers("c 136:* rwm", "c *:* m")
+    assert not abilities.covers("c 5:0 rwm", "c 5:1 rwm")
+    assert not abilities.covers("c *:* m", "c 1:3 rwm")
+    assert not abilities.covers("b *:* rwm", "c 1:3 rwm")
     podman = (  # podman's default devices cgroup, as listed in its containers here
         "b *:* m",
         "c *:* m",
@@ -205,8 +205,8 @@ def test_device_rules_are_covered_as_the_kernel_covers_them() -> None:
         "c 10:200 rwm",
         "c 136:* rwm",
     )
-    assert privilege.uncovered(podman, requirements.NESTED_DEVICE_RULES) == ("c 5:1 rwm",)
-    assert privilege.uncovered(None, requirements.NESTED_DEVICE_RULES) == ()
+    assert abilities.uncovered(podman, requirements.NESTED_DEVICE_RULES) == ("c 5:1 rwm",)
+    assert abilities.uncovered(None, requirements.NESTED_DEVICE_RULES) == ()
     fix = requirements.fix("podman", ("nested-devices",), {"nested-devices": ("c 5:1 rwm",)})
     assert fix == "podman run --device-cgroup-rule='c 5:1 rwm'"
 
@@ -457,3 +457,14 @@ def test_the_start_up_summary_gets_the_level_from_the_plan() -> None:
         "capabilities (nested run yes, build yes, ports yes, limits yes, privileged no)"
     )
     assert "privilege" not in make_plan(facts, Settings(command=["true"])).decided
+
+
+@pytest.mark.parametrize("runtime", requirements.RUNTIMES)
+def test_the_readme_shows_each_recipe_as_dind_prints_it(runtime: str) -> None:
+    """The README's recipes are --recipe's output (one source), not a copy that drifts."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    body = [line for line in render(runtime).splitlines() if not line.startswith("#")]
+    if runtime == "nspawn":  # the README gives its command-line form, from the comment
+        assert "--private-network --system-call-filter=@keyring" in readme
+        return
+    assert "\n".join(body) in readme, runtime

@@ -8,7 +8,7 @@ a nested dockerd cannot work). Where the snapshot cannot tell, the value is
 
 from __future__ import annotations
 
-from dind import cgroup1, confine, privilege, procfs, requirements, steps
+from dind import abilities, cgroup1, confine, procfs, requirements, steps
 from dind.actions import CONFLICT, REFUSED, SATISFIED
 from dind.check.env import Env, active_lsms, denies_mount
 from dind.check.gather import KERNEL_CONFIG, TABLE_NAMES
@@ -231,7 +231,7 @@ def _namespaces(
     return section
 
 
-def _privilege(env: Env, found: Findings, judged: privilege.Assessment) -> dict[str, object]:
+def _privilege(env: Env, found: Findings, judged: abilities.Assessment) -> dict[str, object]:
     """The level this container runs at, what nested Docker can do there, and each missing
     piece with the least option that grants it in this runtime's words (dind.privilege)."""
     snap = env.snap
@@ -284,8 +284,8 @@ def _privilege(env: Env, found: Findings, judged: privilege.Assessment) -> dict[
         fix = requirements.fix(env.runtime, (blocker.key,), {blocker.key: blocker.items})
         found.blocker(blocker.name, blocker.what, requirement.why, fix)
 
-    nested = judged.ability(privilege.NESTED_PRIVILEGED)
-    if nested.can is False and judged.ability(privilege.RUN).can is not False:
+    nested = judged.ability(abilities.NESTED_PRIVILEGED)
+    if nested.can is False and judged.ability(abilities.RUN).can is not False:
         if nested.host:
             fix = (
                 "nothing outside this container helps: the host lacks them; make the nested "
@@ -304,8 +304,8 @@ def _privilege(env: Env, found: Findings, judged: privilege.Assessment) -> dict[
             f"nested `docker run --privileged` fails here: {nested.why}",
             fix,
         )
-    limits = judged.ability(privilege.LIMITS)
-    if limits.can is False and judged.ability(privilege.RUN).can is not False:
+    limits = judged.ability(abilities.LIMITS)
+    if limits.can is False and judged.ability(abilities.RUN).can is not False:
         found.warning(
             "resource_limits",
             "no",

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from dind import mountinfo, proccgroup, procfs
+from dind.abilities import Assessment, assess
 from dind.check.model import Snapshot
 from dind.check.runtime import fix, identify
 from dind.errors import DindError
@@ -29,7 +30,6 @@ from dind.paths import (
     SYS_FS_CGROUP,
     UNIFIED,
 )
-from dind.privilege import Assessment, assess
 from dind.privilege import from_evidence as privilege_facts
 from dind.procfile import unreadable
 from dind.steps import NET_SYSCTLS
