@@ -88,7 +88,12 @@ def test_quiet_drops_it_and_json_makes_it_one_object(services: dict[str, Outer])
             ("mtu", "MTU"),
             ("data_root", "data root"),
             ("nested_cgroups", "nested cgroups"),
+            ("privilege", "privilege"),
         )
+    )
+    # --privileged here, and the host lacks CAP_SYS_RESOURCE (dind.abilities)
+    assert record["privilege"] == (
+        "privileged (nested run yes, build yes, ports yes, limits yes, privileged no)"
     )
 
 
