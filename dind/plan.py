@@ -188,8 +188,9 @@ def make_plan(facts: Facts, settings: Settings) -> Plan:
             )
 
     if steps.NET_SYSCTLS not in skip:
-        net_host = None if facts.privilege is None else facts.privilege.net_host
-        actions += plan_net_sysctls(facts.mounts, net_host)
+        known = facts.privilege
+        admin = None if known is None else known.has("CAP_SYS_ADMIN")
+        actions += plan_net_sysctls(facts.mounts, None if known is None else known.net_host, admin)
 
     if steps.RSHARED not in skip:
         every = facts.mounts.mounts

@@ -1,8 +1,8 @@
-"""The privilege this container runs at, and what nested Docker can do there. Pure.
+"""The privilege this container runs at: the facts that decide it, and its level. Pure.
 
 From what the one reader read (``dind.facts.Evidence``: /proc/self/status, uid_map,
 cap_last_cap, the devices cgroup's list, the mount table, links and probes), a
-``Privilege`` of plain facts, then a level and an ``Assessment``:
+``Privilege`` of plain facts, then a level:
 
 - **privileged**: every capability the runtime could give, no seccomp filter, /sys and
   /proc/sys writable, every device (``docker run --privileged``);

@@ -21,9 +21,13 @@ if TYPE_CHECKING:
     from dind.mountinfo import MountTable
 
 
-def plan_net_sysctls(mounts: MountTable, net_host: bool | None) -> list[Action]:
+def plan_net_sysctls(
+    mounts: MountTable, net_host: bool | None, sys_admin: bool | None = None
+) -> list[Action]:
     """The bind and remount that make /proc/sys/net writable (skipped, with the reason, in the
-    host's network namespace); nothing when it is writable already or there is no /proc."""
+    host's network namespace or without CAP_SYS_ADMIN: the step is new, and a container
+    that skipped every other mounting step must not start failing at it); nothing when it
+    is writable already or there is no /proc."""
     covering = mounts.covering(paths.PROC_SYS_NET)
     if covering is None or covering.fstype != "proc":
         return []  # no /proc here: nothing to make writable, nothing a nested dockerd reads
@@ -44,6 +48,9 @@ def plan_net_sysctls(mounts: MountTable, net_host: bool | None) -> list[Action]:
             "this is the host's network namespace: its sysctls are the host's, dind leaves "
             f"{covering.mountpoint} read-only"
         )
+    elif sys_admin is False:
+        status = SKIPPED
+        note = f"no CAP_SYS_ADMIN: {covering.mountpoint} stays read-only"
     actions: list[Action] = []
     if not bound:
         actions.append(

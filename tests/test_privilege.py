@@ -230,6 +230,13 @@ def test_net_sysctls_binds_and_remounts_proc_sys_net_where_proc_sys_is_read_only
     assert not [row for row in plan_of("docker-privileged") if row[0] == steps.NET_SYSCTLS]
 
 
+def test_net_sysctls_is_skipped_without_cap_sys_admin() -> None:
+    """A new step must not make a container that skipped every other mounting step (no
+    CAP_SYS_ADMIN, dind for its daemon steps) fail where it ran before."""
+    planned = [row for row in plan_of("docker-no-sys-admin") if row[0] == steps.NET_SYSCTLS]
+    assert [row[1] for row in planned] == [SKIPPED, SKIPPED]
+
+
 def test_net_sysctls_is_skipped_in_the_hosts_network_namespace() -> None:
     mounts = MountTable(parse((CAPTURES / "docker-recipe/proc/self/mountinfo").read_text()))
     actions = plan_net_sysctls(mounts, net_host=True)

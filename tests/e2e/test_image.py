@@ -21,6 +21,7 @@ import pytest
 
 from dind import mountinfo, proccgroup
 from dind.mountinfo import MountTable
+from dind.steps import KERNEL_STEPS
 from tests.e2e.conftest import DATA, FIGURES, NESTED_BASE_TAR, REPO, SUITE, Env, Outer
 from tests.support.registry import run_registry
 
@@ -435,9 +436,8 @@ def test_final_image_has_no_build_tools_and_compiled_bytecode(e2e: Env) -> None:
 def test_image_start_path_imports_neither_click_nor_re(e2e: Env) -> None:
     """The container-start path in the image: no option given, so no click; a current
     pip's console script, so no re either (an old pip's would import it)."""
-    # Not privileged: every step that mounts or unshares is skipped.
-    skipped = "securityfs,tmp,cgroup-confine,cgroup-mounts,cgroup-remount,cgroup-nesting,rshared"
-    steps = f"DIND_SKIP={skipped}"
+    # Not privileged: every kernel step (each mounts, unshares or writes cgroups) is skipped.
+    steps = f"DIND_SKIP={','.join(KERNEL_STEPS)}"
     run = e2e.daemon.docker(
         "run", "--rm", "-e", steps, "--entrypoint", "/opt/dind/bin/python3", e2e.image,
         "-X", "importtime", "/opt/dind/bin/dind", "--", "true",
