@@ -79,6 +79,34 @@ RUN mkdir /docker-frozen-images \
     fi
 
 FROM runtime
+# The rootless nested daemon (DIND_ROOTLESS=1, README "Rootless"): rootlesskit with
+# slirp4netns, and newuidmap/newgidmap with file capabilities instead of setuid
+# root (without --privileged a setuid-root helper lacks CAP_SYS_ADMIN over the new
+# user namespace: EPERM on uid_map); the user `rootless` (uid 1000) with
+# subordinate ID ranges, its runtime directory, its data root (a volume, below), and a
+# docker CLI context for its socket (`docker run --user 1000`: no /var/run/docker.sock;
+# the docker CLI names a context's directory by the SHA-256 of its name, "rootless").
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+        iproute2 libcap2-bin rootlesskit slirp4netns uidmap \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log \
+ && chmod u-s /usr/bin/newuidmap /usr/bin/newgidmap \
+ && setcap cap_setuid=ep /usr/bin/newuidmap \
+ && setcap cap_setgid=ep /usr/bin/newgidmap \
+ && useradd --uid 1000 --user-group --create-home --shell /bin/sh rootless \
+ && echo rootless:100000:65536 >/etc/subuid \
+ && echo rootless:100000:65536 >/etc/subgid \
+ && install -d -o rootless -g rootless -m 0700 /run/user/1000 \
+ && install -d -o rootless -g rootless -m 0755 \
+        /home/rootless/.local /home/rootless/.local/share /home/rootless/.local/share/docker \
+ && context=/home/rootless/.docker/contexts/meta/12b961af5feb3e9d39f93b2cefb9a1a944f18d02cca0cac2f04f5a982240605f \
+ && install -d -o rootless -g rootless -m 0700 /home/rootless/.docker \
+ && install -d -o rootless -g rootless "$context" \
+ && printf '{"currentContext": "rootless"}\n' >/home/rootless/.docker/config.json \
+ && printf '{"Name": "rootless", "Metadata": {}, "Endpoints": {"docker": {"Host": "%s"}}}\n' \
+        unix:///run/user/1000/docker.sock >"$context/meta.json" \
+ && chown -R rootless:rootless /home/rootless/.docker
 COPY --from=build /opt/dind /opt/dind
 COPY --from=frozen /docker-frozen-images /docker-frozen-images
 # docker:dind's conventions: certificates in /certs (the client's in /certs/client, for
@@ -89,7 +117,7 @@ ENV PATH=/opt/dind/bin:$PATH \
 RUN mkdir -p /certs /certs/client \
  && chmod 1777 /certs /certs/client
 # The nested daemon's storage must be a volume, not the container's overlay rootfs.
-VOLUME /var/lib/docker
+VOLUME /var/lib/docker /home/rootless/.local/share/docker
 EXPOSE 2375 2376
 HEALTHCHECK --interval=5s --timeout=10s --start-period=60s CMD ["dind", "--ready"]
 # Mount the source to build here, as the docker-dev image did.

@@ -37,6 +37,12 @@ Daemon steps (COMMAND is dockerd, or --with-dockerd):
   hosts           -H unix:///var/run/docker.sock, and tcp 2376 (TLS) or 2375 (required)
   iptables        the iptables backend the rules here use (best effort)
   mtu             --mtu of the default route's interface when below 1500 (best effort)
+With --rootless (DIND_ROOTLESS):
+  rootless        the user, its subordinate IDs, newuidmap/newgidmap, /dev/net/tun, a
+                  fully visible /proc; its runtime directory, data root, certificates
+                  and /dev/net/tun given to it (required; cannot be skipped)
+  cgroup-delegate cgroup v2: a subtree with the controllers given to the user, so
+                  nested containers get limits; otherwise limits are off (required)
 then container=docker is exported (unless container is set) and COMMAND is exec'd
 (dockerd: run as dind's child, dind staying as init).
 
@@ -46,7 +52,8 @@ DIND_DRY_RUN, DIND_LOG_FORMAT, DIND_INIT, DIND_INIT_GROUP, DIND_CHECK,
 DIND_ALLOW_HOST, DIND_WITH_DOCKERD, DIND_DOCKERD_LOG, DIND_DOCKERD_STOP_TIMEOUT,
 DIND_TIMEOUT, DIND_DEFAULT_COMMAND, DIND_IPTABLES (auto/nft/legacy),
 DOCKER_IPTABLES_LEGACY, DIND_MTU (auto/off/N), DIND_DATA_ROOT_CHECK,
-DOCKER_TLS_CERTDIR, DOCKER_TLS_SAN (booleans: 1/0, true/false, yes/no, on/off).
+DOCKER_TLS_CERTDIR, DOCKER_TLS_SAN, DIND_ROOTLESS, DIND_ROOTLESS_USER
+(booleans: 1/0, true/false, yes/no, on/off).
 Options override them.
 
 \b
@@ -130,6 +137,12 @@ Exit status:
     is_flag=True,
     default=None,
     help="Start a nested dockerd, wait until it answers, run COMMAND, then stop dockerd.",
+)
+@click.option(
+    "--rootless",
+    is_flag=True,
+    default=None,
+    help="Run the nested dockerd as DIND_ROOTLESS_USER (default rootless) in rootlesskit.",
 )
 @click.option(
     "--dockerd-arg",

@@ -14,6 +14,10 @@ import os
 from dind.errors import CommandError
 from dind.signals import release
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dind.launch import Launch
+
 NOT_FOUND = 127
 NOT_EXECUTABLE = 126
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -116,12 +120,44 @@ def restore_default_signals() -> None:
         _signal.signal(signum, _signal.SIG_DFL)
 
 
-def exec_command(argv: list[str], mask: set[int] | None = None) -> None:
+def become(launch: Launch) -> None:
+    """Join the daemon's cgroup, then drop to its user (groups, gid, uid: the order that
+    keeps the right to change each; the capabilities go with uid 0). The rootless daemon's
+    start, in the process about to exec it."""
+    if launch.cgroup:
+        from dind.safepath import open_path
+
+        fd = open_path(f"{launch.cgroup}/cgroup.procs", os.O_WRONLY)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    if launch.user is not None:
+        os.setgroups(list(launch.groups))
+        os.setresgid(launch.gid, launch.gid, launch.gid)
+        os.setresuid(launch.uid, launch.uid, launch.uid)
+
+
+def exec_command(
+    argv: list[str],
+    mask: set[int] | None = None,
+    env: dict[str, str] | None = None,
+    launch: Launch | None = None,
+) -> None:
     """Replace this process with ``argv``; raises CommandError when it cannot be executed.
 
-    ``mask`` is the signal mask dind started with, given back to the command.
+    ``mask`` is the signal mask dind started with, given back to the command; with
+    ``launch`` the command starts as the rootless daemon's user, in its cgroup.
     """
     restore_default_signals()
+    if launch is not None:
+        try:
+            become(launch)
+        except OSError as err:
+            who = launch.user or launch.uid
+            raise CommandError(
+                f"{argv[0]}: cannot start as {who}: {err.strerror}", 125, err.errno
+            ) from None
     if mask is not None:
         release(mask)
-    execvp(argv)
+    execvp(argv, env)

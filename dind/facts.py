@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from dind.daemon.facts import DaemonEvidence, DaemonFacts
     from dind.privilege import Privilege
     from dind.proccgroup import Hierarchy
+    from dind.rootless.facts import RootlessEvidence
     from dind.settings import Settings
 
 
@@ -42,6 +43,7 @@ class Evidence(Record):
         "proc_cgroup_source",
         "root_entries",
         "root_symlink",
+        "rootless",
         "securityfs_dir",
         "statfs",
         "tmp_entries",
@@ -65,6 +67,7 @@ class Evidence(Record):
         captured: bool = False,
         daemon: DaemonEvidence | None = None,
         probes: dict[str, str | None] | None = None,
+        rootless: RootlessEvidence | None = None,
     ) -> None:
         self.files = files
         self.errors = errors or {}
@@ -84,6 +87,7 @@ class Evidence(Record):
         """Answers that are not files (``--check`` only): the keyring and pivot_root probes,
         /dev/net/tun and /dev/fuse (``char MAJ:MIN``, ``missing``, ``other``), the owner of
         this container's cgroup as seen here (``cgroup_owner``)."""
+        self.rootless = rootless
 
     def text(self, path: str) -> str | None:
         return self.files.get(path)
@@ -107,6 +111,7 @@ class Facts(Record):
         "privilege",
         "proc_cgroup",
         "root_entries",
+        "rootless",
         "securityfs_dir",
         "sys_fs_cgroup",
         "tmp_entries",
@@ -132,6 +137,7 @@ class Facts(Record):
         host_evidence: str = "",
         daemon: DaemonFacts | None = None,
         privilege: Privilege | None = None,
+        rootless: RootlessEvidence | None = None,
     ) -> None:
         self.hierarchies = hierarchies
         self.mounts = mounts
@@ -152,6 +158,8 @@ class Facts(Record):
         self.privilege = privilege
         """The facts that decide privilege (dind.privilege); None for a capture of another
         system, whose own were not read."""
+        self.rootless = rootless
+        """The rootless daemon's evidence (``DIND_ROOTLESS``), judged by ``dind.rootless``."""
 
     @property
     def pure_v2(self) -> bool:
@@ -265,4 +273,5 @@ def from_evidence(ev: Evidence, settings: Settings, *, everything: bool = False)
         host_evidence=host_evidence,
         daemon=daemon,
         privilege=privilege,
+        rootless=ev.rootless if settings.rootless else None,
     )

@@ -31,7 +31,7 @@ import errno
 import os
 import signal
 
-from dind.command import NOT_FOUND, execvp
+from dind.command import NOT_FOUND, become, execvp
 from dind.errors import CommandError
 from dind.log import DEBUG, Log
 
@@ -39,7 +39,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
+    from dind.launch import Launch
+
 Mask = set[int | signal.Signals]
+SETUP_FAILED = 125
+"""dind's own failure (``dind.main.SETUP_FAILED``): the daemon could not be started as its user."""
 
 KEPT = frozenset(
     {
@@ -67,7 +71,15 @@ RESTORED = (signal.SIGTTIN, signal.SIGTTOU, signal.SIGPIPE, signal.SIGXFSZ)
 reset to default in COMMAND: an ignored disposition would survive the exec."""
 
 
-def run_init(argv: list[str], *, group: bool, log: Log, mask: Mask | None = None) -> int:
+def run_init(
+    argv: list[str],
+    *,
+    group: bool,
+    log: Log,
+    mask: Mask | None = None,
+    env: dict[str, str] | None = None,
+    launch: Launch | None = None,
+) -> int:
     """Run ``argv`` as a child and supervise it; return its exit status (128+N if killed by N).
 
     Raises CommandError (127 not found, 126 not executable) when it cannot be
@@ -82,7 +94,7 @@ def run_init(argv: list[str], *, group: bool, log: Log, mask: Mask | None = None
     else:
         become_subreaper(log)
     old_mask = configure_signals()
-    child = spawn(argv, old_mask if mask is None else mask, log)
+    child = spawn(argv, old_mask if mask is None else mask, log, env=env, launch=launch)
     target = -child if group else child
     if log.enabled(DEBUG):
         whom = f"process group {child}" if group else f"PID {child}"
@@ -132,6 +144,7 @@ def spawn(
     *,
     output: int | None = None,
     env: dict[str, str] | None = None,
+    launch: Launch | None = None,
 ) -> int:
     """Fork and exec ``argv``; return the child's PID once the exec has succeeded.
 
@@ -139,7 +152,8 @@ def spawn(
     the exec happened; otherwise the failed child is reaped here and its error
     raised, the very one dind gives without ``--init``. With ``output`` (a daemon
     in the background) the child writes there, reads nothing, and never takes
-    the terminal.
+    the terminal. With ``launch`` (the rootless daemon) the child joins its cgroup and
+    becomes its user before the exec (``become``).
     """
     terminal = output is None and holds_terminal()
     log.flush()
@@ -152,7 +166,7 @@ def spawn(
             os.dup2(null, 0)
             os.dup2(output, 1)
             os.dup2(output, 2)
-        exec_child(argv, mask, terminal, write_end, env)
+        exec_child(argv, mask, terminal, write_end, env, launch)
     os.close(write_end)
     # The child does it too, whichever runs first; EACCES means it has exec'd already.
     with contextlib.suppress(OSError):
@@ -181,7 +195,12 @@ def holds_terminal() -> bool:
 
 
 def exec_child(
-    argv: list[str], mask: Mask, terminal: bool, report_fd: int, env: dict[str, str] | None = None
+    argv: list[str],
+    mask: Mask,
+    terminal: bool,
+    report_fd: int,
+    env: dict[str, str] | None = None,
+    launch: Launch | None = None,
 ) -> NoReturn:
     """In the forked child: own process group, the terminal's foreground, clean signals, exec.
 
@@ -198,11 +217,15 @@ def exec_child(
             for sig in RESTORED:
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            if launch is not None:
+                report = f"{SETUP_FAILED} {argv[0]}: cannot start as {launch.user or launch.uid}"
+                become(launch)
             execvp(argv, env)
         except CommandError as err:
             report = f"{err.status} {err}"
         except OSError as err:
-            report = f"{NOT_FOUND} {argv[0]}: cannot execute: {err.strerror}"
+            where = f" ({err.filename})" if err.filename else ""
+            report = f"{report}: {err.strerror}{where}"
         os.write(report_fd, report.encode("utf-8", "replace"))
     finally:
         os._exit(NOT_FOUND)

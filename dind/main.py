@@ -170,12 +170,16 @@ def _planned(settings: Settings, log: Log) -> tuple[Facts, Plan]:
     from dind.plan import make_plan
 
     evidence = detect.read(settings)
+    if settings.rootless:
+        from dind.rootless.detect import read_rootless
+
+        evidence.rootless = read_rootless(settings)
     if settings.daemon_mode:
         from dind.daemon.detect import read_daemon
 
-        evidence.daemon = read_daemon(settings)
+        evidence.daemon = read_daemon(settings, evidence.rootless)
     facts = from_evidence(evidence, settings)
-    if facts.privilege is not None:
+    if facts.privilege is not None and not settings.rootless:  # its own plan says its limits
         from dind.privilege import CAPABILITIES, USER_NAMESPACE, level
 
         if level(facts.privilege)[0] in (CAPABILITIES, USER_NAMESPACE):
@@ -237,10 +241,14 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
     if settings.with_dockerd:
         status = run_with_dockerd(plan, settings, log, mask)
     elif settings.runs_init:
-        status = run_init(plan.command, group=settings.init_group, log=log, mask=mask)
+        env = None if plan.launch is None else {**os.environ, **plan.launch.env}
+        status = run_init(
+            plan.command, group=settings.init_group, log=log, mask=mask, env=env, launch=plan.launch
+        )
     else:
         log.flush()
-        exec_command(plan.command, mask)
+        env = None if plan.launch is None else {**os.environ, **plan.launch.env}
+        exec_command(plan.command, mask, env, plan.launch)
         return SETUP_FAILED  # exec_command returns only by raising
     log.flush()
     _flush_stdout()

@@ -38,6 +38,35 @@ DOCKERD_LOG = "/var/log/dockerd.log"
 DIND_RUN = "/run/dind"
 IPTABLES_DIR = "/run/dind/iptables"
 
+# The rootless daemon (``DIND_ROOTLESS``): its user, helpers and places.
+PASSWD = "/etc/passwd"  # noqa: S105 (a path, not a password)
+GROUP = "/etc/group"
+SUBUID = "/etc/subuid"
+SUBGID = "/etc/subgid"
+ETC_DOCKER = "/etc/docker"
+DEV_NET_TUN = "/dev/net/tun"
+RUN_USER = "/run/user"
+"""XDG_RUNTIME_DIR is RUN_USER/UID (systemd's pam_systemd convention, docker:dind-rootless's)."""
+ROOTLESS_DATA = ".local/share/docker"
+"""The data root below the user's home ($XDG_DATA_HOME/docker, dockerd's rootless default)."""
+ROOTLESSKIT_STATE = "dockerd-rootless"
+"""rootlesskit's --state-dir below XDG_RUNTIME_DIR (its api.sock, lock, child_pid)."""
+MAX_USER_NAMESPACES = "/proc/sys/user/max_user_namespaces"
+UNPRIVILEGED_USERNS_CLONE = "/proc/sys/kernel/unprivileged_userns_clone"
+APPARMOR_RESTRICT_USERNS = "/proc/sys/kernel/apparmor_restrict_unprivileged_userns"
+DELEGATED_CGROUP = "dind-rootless"
+"""The cgroup2 subtree given to the rootless daemon's user, below dind's cgroup root."""
+
+
+def runtime_dir(uid: int) -> str:
+    """The user's XDG_RUNTIME_DIR."""
+    return f"{RUN_USER}/{uid}"
+
+
+def rootless_socket(uid: int) -> str:
+    """The rootless daemon's API socket (dockerd's rootless default, as a unix:// address)."""
+    return f"unix://{runtime_dir(uid)}/docker.sock"
+
 
 def under(path: str, tree: str) -> bool:
     """``path`` is ``tree`` or lies below it (both normalised, absolute)."""

@@ -26,6 +26,7 @@ from dind.sysctl import plan_net_sysctls
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dind.facts import Facts
+    from dind.launch import Launch
     from dind.settings import Settings
 
 
@@ -35,10 +36,11 @@ class Plan(Record):
     A step's warnings are shown when that step starts, so a run that stops earlier
     does not warn about what it never did. ``command`` is what dind execs (or runs
     as init); ``dockerd`` the daemon ``--with-dockerd`` starts first; dockerd finds
-    ``dockerd_path`` first on its PATH.
+    ``dockerd_path`` first on its PATH; ``launch`` says how the daemon starts when it
+    runs as another user (rootless).
     """
 
-    __slots__ = ("actions", "command", "decided", "dockerd", "dockerd_path", "warnings")
+    __slots__ = ("actions", "command", "decided", "dockerd", "dockerd_path", "launch", "warnings")
 
     def __init__(
         self,
@@ -47,6 +49,7 @@ class Plan(Record):
         command: list[str] | None = None,
         dockerd: list[str] | None = None,
         dockerd_path: list[str] | None = None,
+        launch: Launch | None = None,
     ) -> None:
         self.actions = actions
         self.warnings = warnings
@@ -56,6 +59,7 @@ class Plan(Record):
         self.decided: dict[str, str] = {}
         """Decisions for the start-up summary beyond the daemon steps' own (``dind.summary``):
         a JSON field name and its few words, e.g. the privilege level."""
+        self.launch = launch
 
     @property
     def refused(self) -> Action | None:
@@ -132,9 +136,19 @@ def _tmp(facts: Facts) -> tuple[list[Action], list[tuple[str, str]]]:
     return [action], [(steps.TMP, warning)]
 
 
+def _skip(facts: Facts, settings: Settings) -> tuple[frozenset[str], list[Action]]:
+    """The steps to skip: ``--skip``'s, and the kernel steps a rootless daemon without
+    CAP_SYS_ADMIN cannot have (said by the action returned)."""
+    if facts.rootless is None or not settings.rootless:
+        return settings.skip, []
+    from dind.rootless.plan import kernel_steps
+
+    return kernel_steps(facts.rootless, settings.skip)
+
+
 def make_plan(facts: Facts, settings: Settings) -> Plan:
     """Every step's actions in execution order; skipped steps contribute nothing."""
-    skip = settings.skip
+    skip, skipped = _skip(facts, settings)
     actions: list[Action] = []
     warnings: list[tuple[str, str]] = []
 
@@ -143,6 +157,7 @@ def make_plan(facts: Facts, settings: Settings) -> Plan:
         actions.append(SetEnv(steps.ENVIRONMENT, "container", "docker", SATISFIED, note))
     else:
         actions.append(SetEnv(steps.ENVIRONMENT, "container", "docker"))
+    actions += skipped
 
     if steps.SECURITYFS not in skip and facts.securityfs_dir:
         actions.append(_securityfs(facts))
@@ -217,10 +232,12 @@ def _add_daemon(plan: Plan, facts: Facts, settings: Settings) -> None:
 
         plan.decided["privilege"] = said(assess(facts.privilege))
 
-    daemon = plan_daemon(facts, settings)
+    daemon = plan_daemon(facts, settings, plan.actions)
     plan.actions += daemon.actions
     plan.warnings += daemon.warnings
     plan.dockerd_path = daemon.path
+    plan.launch = daemon.launch
+    plan.decided.update(daemon.decided)
     if settings.with_dockerd:
         plan.dockerd = daemon.argv
     else:
@@ -232,13 +249,19 @@ def render(plan: Plan, fmt: str = "text") -> str:
     rows: list[tuple[str, str, str, str, dict[str, object]]] = []
     for a in plan.actions:
         rows.append((a.step, a.status, a.describe(), a.note, a.fields()))
+    launch = plan.launch
+    note = "" if launch is None else launch.describe()
+    more: dict[str, object] = {} if launch is None else {"launch": launch.fields()}
     if plan.dockerd is not None:
         text = _shell(plan.dockerd)
         fields: dict[str, object] = {"step": steps.DOCKERD, "action": "start", "argv": plan.dockerd}
-        rows.append((steps.DOCKERD, PENDING, text, "", {**fields, "status": PENDING}))
+        rows.append((steps.DOCKERD, PENDING, text, note, {**fields, **more, "status": PENDING}))
     if plan.command:
         fields = {"step": steps.EXEC, "action": "exec", "argv": plan.command, "status": PENDING}
-        rows.append((steps.EXEC, PENDING, _shell(plan.command), "", fields))
+        if plan.dockerd is None:
+            fields.update(more)
+        shown = note if plan.dockerd is None else ""
+        rows.append((steps.EXEC, PENDING, _shell(plan.command), shown, fields))
     if fmt == "json":
         import json
 

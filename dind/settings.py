@@ -26,6 +26,8 @@ MTU_MIN = 68
 MTU_MAX = 65535
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_STOP_TIMEOUT = 10.0
+DEFAULT_ROOTLESS_USER = "rootless"
+"""The image's user for the rootless daemon (uid 1000, docker:dind-rootless's name)."""
 
 
 class Settings:
@@ -51,6 +53,8 @@ class Settings:
         "proc_cgroup",
         "ready",
         "recipe",
+        "rootless",
+        "rootless_user",
         "seccomp_profile",
         "skip",
         "strict",
@@ -89,6 +93,8 @@ class Settings:
         tls_san: tuple[str, ...] = (),
         recipe: str | None = None,
         seccomp_profile: bool = False,
+        rootless: bool = False,
+        rootless_user: str = DEFAULT_ROOTLESS_USER,
     ) -> None:
         self.command = command
         self.cgroup_root = cgroup_root
@@ -118,6 +124,8 @@ class Settings:
         """``--recipe RUNTIME``: print the least-privilege outer options, do nothing else."""
         self.seccomp_profile = seccomp_profile
         """``--seccomp-profile``: print dind's seccomp profile, do nothing else."""
+        self.rootless = rootless
+        self.rootless_user = rootless_user
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` (``--check`` plans dockerd mode with the user's options)."""
@@ -228,6 +236,13 @@ def parse_mtu(value: str, origin: str) -> str:
             f"{origin}={shown(value)}: expected auto, off or an MTU from {MTU_MIN} to {MTU_MAX}"
         )
     return str(int(value))
+
+
+def parse_user_name(value: str, origin: str) -> str:
+    """A user name as /etc/passwd can hold it (no ':', '/', blanks or control characters)."""
+    if not value or not value.isprintable() or any(c in value for c in ":/ \t"):
+        raise UsageError(f"{origin}={value!r}: not a user name")
+    return value
 
 
 def _log_level(options: dict[str, object]) -> int:
@@ -367,6 +382,10 @@ def from_sources(
         tls_san=_sans(env.get("DOCKER_TLS_SAN", "")),
         recipe=_recipe(options.get("recipe")),
         seccomp_profile=bool(options.get("seccomp_profile")),
+        rootless=flag("rootless", "DIND_ROOTLESS"),
+        rootless_user=parse_user_name(
+            env.get("DIND_ROOTLESS_USER", DEFAULT_ROOTLESS_USER), "DIND_ROOTLESS_USER"
+        ),
     )
     if settings.init_group:
         settings.init = True
@@ -378,6 +397,10 @@ def from_sources(
         raise UsageError(f"--{only[0].replace('_', '-')} takes no command")
     if settings.with_dockerd and settings.dockerd_command:
         raise UsageError("--with-dockerd starts dockerd itself; COMMAND is what runs beside it")
+    if settings.rootless and command and not settings.daemon_mode:
+        raise UsageError(
+            "--rootless (DIND_ROOTLESS) is for a nested dockerd: COMMAND dockerd, or --with-dockerd"
+        )
     if not command and not (settings.dry_run or only):
         raise UsageError("no command given (e.g. 'dind -- dockerd')")
     return settings

@@ -2,7 +2,8 @@
 
 Kernel steps prepare the container's view of the kernel for any nested runtime;
 daemon steps run only when dind starts a dockerd (``dind dockerd``,
-``--with-dockerd``). ``environment`` and ``host`` cannot be skipped.
+``--with-dockerd``); with ``DIND_ROOTLESS`` the rootless steps follow them.
+``environment``, ``host`` and ``rootless`` cannot be skipped.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ TLS = "tls"
 HOSTS = "hosts"
 IPTABLES = "iptables"
 MTU = "mtu"
+ROOTLESS = "rootless"
+CGROUP_DELEGATE = "cgroup-delegate"
 EXEC = "exec"
 DOCKERD = "dockerd"
 """Not a step: the rows ``--dry-run`` prints last, for what dind then runs (``exec``) and the
@@ -39,10 +42,13 @@ KERNEL_STEPS = (
     RSHARED,
 )
 DAEMON_STEPS = (STALE_PID, DATA_ROOT, TLS, HOSTS, IPTABLES, MTU)
-STEPS = KERNEL_STEPS + DAEMON_STEPS
+ROOTLESS_STEPS = (ROOTLESS, CGROUP_DELEGATE)
+"""The rootless daemon's: its user's checks and root-only preparation, then cgroup v2
+delegation (the limits decision)."""
+STEPS = (*KERNEL_STEPS, *DAEMON_STEPS, CGROUP_DELEGATE)
 """Accepted by ``--skip``, in the order dind runs them."""
 
-REQUIRED = frozenset({CGROUP_MOUNTS, DATA_ROOT, TLS, HOSTS})
+REQUIRED = frozenset({CGROUP_MOUNTS, DATA_ROOT, TLS, HOSTS, ROOTLESS, CGROUP_DELEGATE})
 """A failure here stops dind (exit 125); every other step is best effort unless --strict."""
 
 MOUNTING = (SECURITYFS, TMP, CGROUP_CONFINE, CGROUP_MOUNTS, CGROUP_REMOUNT, NET_SYSCTLS, RSHARED)
@@ -60,5 +66,6 @@ CONSEQUENCE = {
     STALE_PID: "dockerd refuses to start while a stale pid file is there",
     IPTABLES: "dockerd uses the image's default iptables, which may not match the rules here",
     MTU: "nested containers keep MTU 1500 and large transfers may hang",
+    CGROUP_DELEGATE: "the rootless daemon's containers get no resource limits",
 }
 """What a failure of a best-effort step means, for warnings and ``--check``."""

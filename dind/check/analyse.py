@@ -361,6 +361,26 @@ def _privilege(env: Env, found: Findings, judged: abilities.Assessment) -> dict[
     return section
 
 
+def _rootless_privilege(
+    env: Env, found: Findings, judged: abilities.Assessment
+) -> dict[str, object]:
+    """The privilege area for the rootless daemon (``--rootless``): the same facts and level,
+    but a rootful daemon's requirements are not judged: the rootless area
+    (dind.rootless.check) says what the rootless daemon needs, and its limits."""
+    section = _privilege(env, Findings(found.area), judged)  # the rootful findings, unsaid
+    found.ok("level", judged.level, judged.why)
+    if env.sys_admin is False:
+        found.ok(
+            "cap_sys_admin",
+            "CAP_SYS_ADMIN missing",
+            "not needed by the rootless daemon: dind skips its mount steps, and the daemon "
+            "mounts in rootlesskit's namespaces",
+        )
+    if env.snap.euid != 0:
+        found.ok("rootless", f"yes (euid {env.snap.euid})", "the rootless daemon: see its area")
+    return section
+
+
 def _mounts(
     env: Env, found: Findings, plan: Plan | None, skip: frozenset[str]
 ) -> dict[str, object]:
@@ -769,7 +789,7 @@ def _daemon(env: Env, found: Findings, settings: Settings) -> dict[str, object] 
         found.warning(
             f"{step}-warning", warning, "dind says so before dockerd starts", "see the message"
         )
-    reported: set[str] = set()
+    reported = set(steps.ROOTLESS_STEPS)  # judged in the rootless area (dind.rootless.check)
     for a in plan.actions:
         if a.step in reported:
             continue
@@ -799,12 +819,17 @@ def analyse(snap: Snapshot, settings: Settings) -> Report:
     sections["runtime"] = _runtime(env, found["runtime"])
     sections["cgroup"] = _cgroup(env, found["cgroup"], skip)
     sections["namespaces"] = _namespaces(env, found["namespaces"], facts, skip)
-    sections["privilege"] = _privilege(env, found["privilege"], env.assess(skip))
+    judged = env.assess(skip)
+    privilege = _rootless_privilege if settings.rootless else _privilege
+    sections["privilege"] = privilege(env, found["privilege"], judged)
     rows, plan = plan_area(env, found["plan"], settings)
     sections["mounts"] = _mounts(env, found["mounts"], plan, skip)
     sections["plan"] = rows
     sections["processes"] = _processes(env, found["processes"], rows)
     sections["network"] = _network(env, found["network"], skip)
     sections["daemon"] = _daemon(env, found["daemon"], settings)
+    from dind.rootless.check import rootless_area
+
+    sections["rootless"] = rootless_area(env, found["rootless"], settings)
     sections["lsm"] = _lsm(env, found["lsm"])
     return Report(sections, [f for area in AREAS for f in found[area].items])

@@ -59,6 +59,7 @@ def save(snapshot: Snapshot, directory: str) -> None:
         "keyring": snapshot.keyring,
         "probes": {k: v for k, v in ev.probes.items() if k != "keyring"},
         "daemon": _daemon_json(snapshot),
+        "rootless": None if ev.rootless is None else ev.rootless.to_json(),
     }
     with open(os.path.join(directory, PROBES), "w", encoding="utf-8") as f:
         json.dump(probes, f, indent=2, sort_keys=True)
@@ -68,6 +69,7 @@ def save(snapshot: Snapshot, directory: str) -> None:
 def load(directory: str) -> Snapshot:
     """Read a capture directory written by ``save`` (a README.md there is ignored)."""
     from dind.daemon.facts import DaemonEvidence
+    from dind.rootless.facts import RootlessEvidence
 
     with open(os.path.join(directory, PROBES), encoding="utf-8") as f:
         probes = json.load(f)
@@ -88,6 +90,7 @@ def load(directory: str) -> Snapshot:
     links: dict[str, str | None] = {f"self/{k}": v.link for k, v in namespaces.items()}
     links.update(probes.get("links", {}))
     daemon = probes.get("daemon")
+    rootless = probes.get("rootless")
     evidence = Evidence(
         files=files,
         errors=probes["errors"],
@@ -103,6 +106,7 @@ def load(directory: str) -> Snapshot:
         links=links,
         daemon=None if daemon is None else DaemonEvidence.from_json(daemon),
         probes={**probes.get("probes", {}), "keyring": probes.get("keyring")},
+        rootless=None if rootless is None else RootlessEvidence.from_json(rootless),
     )
     return Snapshot(
         evidence=evidence,
@@ -119,14 +123,17 @@ def load(directory: str) -> Snapshot:
 
 def main(argv: list[str] | None = None) -> int:
     from dind.check.gather import gather
-    from dind.settings import Settings
+    from dind.settings import DEFAULT_ROOTLESS_USER, Settings, parse_bool
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         sys.stderr.write("usage: python -m dind.check.capture DIR\n")
         return 2
     os.makedirs(args[0], exist_ok=True)
-    save(gather(Settings(command=[], check=True)), args[0])
+    rootless = parse_bool("DIND_ROOTLESS", os.environ.get("DIND_ROOTLESS", ""))
+    user = os.environ.get("DIND_ROOTLESS_USER") or DEFAULT_ROOTLESS_USER
+    settings = Settings(command=[], check=True, rootless=rootless, rootless_user=user)
+    save(gather(settings), args[0])  # DIND_ROOTLESS=1: the rootless user's evidence too
     return 0
 
 

@@ -209,8 +209,12 @@ def gather(settings: Settings) -> Snapshot:
         files[KERNEL_CONFIG] = text
     elif why is not None:
         errors[KERNEL_CONFIG] = why
+    if settings.rootless:
+        from dind.rootless.detect import read_rootless
+
+        evidence.rootless = read_rootless(settings)
     # After the files: the daemon's probes run iptables tools in this network namespace.
-    evidence.daemon = read_daemon(settings)
+    evidence.daemon = read_daemon(settings, evidence.rootless)
 
     root = settings.cgroup_root
     writable = {}

@@ -22,6 +22,7 @@ AREAS = (
     "processes",
     "network",
     "daemon",
+    "rootless",
     "lsm",
 )
 """Report sections, in the order they are printed and keyed in JSON."""

@@ -21,6 +21,7 @@ from dind.syscalls import fs_type
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from dind.rootless.facts import RootlessEvidence
     from dind.settings import Settings
 
 PID_PATTERNS = ("docker", "containerd")
@@ -205,8 +206,9 @@ def read_mtus(route: str | None) -> dict[str, int]:
     return {iface: int(value)} if value.isascii() and value.isdigit() else {}
 
 
-def read_daemon(settings: Settings) -> DaemonEvidence:
-    """Read what the daemon steps need (skipped steps' inputs are not looked at)."""
+def read_daemon(settings: Settings, rootless: RootlessEvidence | None = None) -> DaemonEvidence:
+    """Read what the daemon steps need (skipped steps' inputs are not looked at). A rootless
+    daemon's data root and pid files are in its user's places (``rootless``, read first)."""
     from dind import steps
 
     skip = set() if settings.check else settings.skip
@@ -219,9 +221,17 @@ def read_daemon(settings: Settings) -> DaemonEvidence:
     # A bad daemon.json is reported by planning; the flags alone still locate things.
     with contextlib.suppress(DindError):
         directives, _ = directives_of(settings, config_text)
+    user = None
+    if rootless is not None:
+        from dind.rootless.plan import context
+
+        user = context(rootless, settings)
     pidfiles: list[PidFile] = []
     if steps.STALE_PID not in skip:
         pidfiles = find_pidfiles(paths.RUN, directives.value("pidfile"))
+        if user is not None:
+            seen = {p.path for p in pidfiles}
+            pidfiles += [p for p in find_pidfiles(user.runtime_dir, None) if p.path not in seen]
     tls_state = addresses = hostnames = None
     if steps.TLS not in skip and settings.tls_certdir:
         from dind.daemon import addresses as names
@@ -247,7 +257,8 @@ def read_daemon(settings: Settings) -> DaemonEvidence:
             version = out.strip() if status == 0 else None
     data_root_fs = None
     if steps.DATA_ROOT not in skip:
-        data_root_fs = fs_type(_existing(directives.value("data-root") or paths.DATA_ROOT))
+        default = paths.DATA_ROOT if user is None else user.data_root
+        data_root_fs = fs_type(_existing(directives.value("data-root") or default))
     return DaemonEvidence(
         config_text=config_text,
         config_error=config_error,

@@ -35,6 +35,8 @@ VALUE_FLAGS = {
     "--tlskey": "tlskey",
     "--cgroup-parent": "cgroup-parent",
     "--default-network-opt": "default-network-opt",
+    "--exec-opt": "exec-opt",
+    "--userland-proxy-path": "userland-proxy-path",
 }
 """The flags dind reads, by dockerd's spellings, to the name of the directive they set."""
 BOOL_FLAGS = {"--tls": "tls", "--tlsverify": "tlsverify", "--iptables": "iptables"}
@@ -54,6 +56,8 @@ CONFIG_KEYS = {
     "cgroup-parent": "cgroup-parent",
     "iptables": "iptables",
     "default-network-opts": "default-network-opt",
+    "exec-opts": "exec-opt",
+    "userland-proxy-path": "userland-proxy-path",
 }
 """daemon.json keys, to the same directive names."""
 

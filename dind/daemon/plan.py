@@ -17,6 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dind.daemon.facts import DaemonFacts
     from dind.facts import Facts
+    from dind.launch import Launch
     from dind.settings import Settings
 
 TLS_PORT = 2376
@@ -59,8 +60,8 @@ def _stale_pid(d: DaemonFacts) -> tuple[list[Action], list[str]]:
     return actions, warnings
 
 
-def _data_root(d: DaemonFacts, settings: Settings) -> Action:
-    root = d.directives.value("data-root") or paths.DATA_ROOT
+def _data_root(d: DaemonFacts, settings: Settings, default: str) -> Action:
+    root = d.directives.value("data-root") or default
     fs = d.evidence.data_root_fs
     text = f"data root {root} not on overlayfs"
     driver = d.directives.value("storage-driver")
@@ -73,7 +74,8 @@ def _data_root(d: DaemonFacts, settings: Settings) -> Action:
         why = (
             f"{root} is on overlayfs (the container's own root filesystem): dockerd's overlay2 "
             "cannot stack on it and falls back to the slow vfs driver, or fails at docker run; "
-            f"give it a volume (docker run -v {root} ..., or a named volume), "
+            f"give it a volume (docker run -v {root} ..., or a named volume; the image has "
+            "both data roots as volumes), "
             "or set DIND_DATA_ROOT_CHECK=0"
         )
         return Decision(steps.DATA_ROOT, text, fs, REFUSED, why)
@@ -101,21 +103,36 @@ def _tls(d: DaemonFacts, settings: Settings) -> tuple[list[Action], list[str]]:
     return [action], ["--tlsverify", "--tlscacert", ca, "--tlscert", cert, "--tlskey", key]
 
 
-def _hosts(d: DaemonFacts, settings: Settings, tls_flags: list[str]) -> tuple[Action, list[str]]:
+def _tcp_port(host: str) -> str | None:
+    """The port of a ``tcp://HOST:PORT`` address (ASCII digits), else None."""
+    if not host.startswith("tcp://"):
+        return None
+    port = host.rstrip("/").rpartition(":")[2]
+    return port if port.isascii() and port.isdigit() and 0 < int(port) < 65536 else None
+
+
+def _hosts(
+    d: DaemonFacts, settings: Settings, tls_flags: list[str], socket: str
+) -> tuple[Action, list[str], list[int]]:
+    """The hosts step's action, dockerd's flags, and the TCP ports dind made it listen on."""
     if d.directives.given("host"):
         given = d.directives.flags.get("host") or [str(d.directives.value("host"))]
         tcp = any(h.startswith("tcp://") for h in given)
         flags = tls_flags if tcp else []
         note = "dockerd's own -H" + (" (TLS flags added for its tcp:// hosts)" if flags else "")
-        return Decision(steps.HOSTS, f"hosts {' '.join(given)}", "", SATISFIED, note), flags
-    flags = ["-H", paths.DOCKER_SOCKET]
+        ports = [int(port) for port in map(_tcp_port, given) if port is not None]
+        return Decision(steps.HOSTS, f"hosts {' '.join(given)}", "", SATISFIED, note), flags, ports
+    flags = ["-H", socket]
+    ports = []
     if tls_flags:
         flags += ["-H", f"tcp://0.0.0.0:{TLS_PORT}", *tls_flags]
+        ports = [TLS_PORT]
     elif settings.tls_certdir == "":
         flags += ["-H", f"tcp://0.0.0.0:{PLAIN_PORT}"]
+        ports = [PLAIN_PORT]
         if not d.directives.given("tls"):
             flags += ["--tls=false"]  # said explicitly, dockerd skips its 15-second warning sleep
-    return Decision(steps.HOSTS, "dockerd " + " ".join(flags), "", PENDING), flags
+    return Decision(steps.HOSTS, "dockerd " + " ".join(flags), "", PENDING), flags, ports
 
 
 def _iptables(d: DaemonFacts, settings: Settings) -> tuple[list[Action], list[str]]:
@@ -182,9 +199,10 @@ def _mtu(d: DaemonFacts, settings: Settings) -> tuple[Action, list[str]]:
 
 class DaemonPlan(Record):
     """The daemon steps' actions and warnings, dockerd's command line, and what goes first
-    on its PATH; ``dind.plan`` puts them into the whole plan."""
+    on its PATH; ``dind.plan`` puts them into the whole plan. A rootless daemon adds how it
+    starts (``launch``) and what planning decided for the start-up summary (``decided``)."""
 
-    __slots__ = ("actions", "argv", "path", "warnings")
+    __slots__ = ("actions", "argv", "decided", "launch", "path", "warnings")
 
     def __init__(
         self,
@@ -192,48 +210,88 @@ class DaemonPlan(Record):
         warnings: list[tuple[str, str]],
         argv: list[str],
         path: list[str],
+        launch: Launch | None = None,
+        decided: dict[str, str] | None = None,
     ) -> None:
         self.actions = actions
         self.warnings = warnings
         self.argv = argv
         self.path = path
+        self.launch = launch
+        self.decided = decided or {}
 
 
-def plan_daemon(facts: Facts, settings: Settings) -> DaemonPlan:
-    """The daemon steps, and dockerd's command line as they make it."""
+def _network(
+    d: DaemonFacts, settings: Settings, argv: list[str]
+) -> tuple[list[Action], list[tuple[str, str]], list[str]]:
+    """The iptables and mtu steps (their flags added to ``argv``), their warnings, and what
+    goes first on dockerd's PATH. A rootless dockerd runs in rootlesskit's own network
+    namespace, behind slirp4netns: unless told otherwise, neither the rules nor the MTU of
+    this one concern it."""
+    actions: list[Action] = []
+    warnings: list[tuple[str, str]] = []
+    path: list[str] = []
+    if steps.IPTABLES not in settings.skip:
+        if settings.rootless and settings.iptables == "auto":
+            from dind.rootless.plan import iptables_decision
+
+            actions.append(iptables_decision())
+        else:
+            more, found = _iptables(d, settings)
+            actions += more
+            warnings += [(steps.IPTABLES, w) for w in found]
+            if any(isinstance(a, LinkTools) for a in more):
+                path = [paths.IPTABLES_DIR]
+    if steps.MTU not in settings.skip:
+        if settings.rootless and settings.mtu == "auto" and not d.directives.given("mtu"):
+            from dind.rootless.plan import mtu_decision
+
+            actions.append(mtu_decision())
+        else:
+            action, flags = _mtu(d, settings)
+            actions.append(action)
+            argv += flags
+    return actions, warnings, path
+
+
+def plan_daemon(facts: Facts, settings: Settings, kernel: list[Action] | None = None) -> DaemonPlan:
+    """The daemon steps, and dockerd's command line as they make it. ``kernel`` is what the
+    kernel steps planned (a rootless daemon's cgroup delegation follows from it)."""
     assert facts.daemon is not None
     d = facts.daemon
     skip = settings.skip
     argv = settings.dockerd_argv
     actions: list[Action] = []
     warnings: list[tuple[str, str]] = []
-    path: list[str] = []
+    rootless = None
+    if settings.rootless:
+        from dind.rootless import plan as rootless_plan
+
+        rootless = rootless_plan.context(facts.rootless, settings)
+        actions += rootless_plan.checks(facts, settings, rootless)
+    socket = paths.DOCKER_SOCKET if rootless is None else rootless.socket
     if steps.STALE_PID not in skip:
         stale, said = _stale_pid(d)
         actions += stale
         warnings += [(steps.STALE_PID, w) for w in said]
     if steps.DATA_ROOT not in skip:
-        actions.append(_data_root(d, settings))
+        default = paths.DATA_ROOT if rootless is None else rootless.data_root
+        actions.append(_data_root(d, settings, default))
     tls_flags: list[str] = []
     if steps.TLS not in skip:
         tls_actions, tls_flags = _tls(d, settings)
         actions += tls_actions
+    ports: list[int] = []
     if steps.HOSTS not in skip:
-        action, flags = _hosts(d, settings, tls_flags)
+        action, flags, ports = _hosts(d, settings, tls_flags, socket)
         actions.append(action)
         argv += flags
-    if steps.IPTABLES not in skip:
-        more, found = _iptables(d, settings)
-        actions += more
-        warnings += [(steps.IPTABLES, w) for w in found]
-        if any(isinstance(a, LinkTools) for a in more):
-            path = [paths.IPTABLES_DIR]
-    if steps.MTU not in skip:
-        action, flags = _mtu(d, settings)
-        actions.append(action)
-        argv += flags
+    more, said_network, path = _network(d, settings, argv)
+    actions += more
+    warnings += said_network
     if (
-        steps.CGROUP_CONFINE not in skip
+        not settings.rootless
+        and steps.CGROUP_CONFINE not in skip
         and not facts.cgroupns
         and not d.directives.given("cgroup-parent")
     ):
@@ -246,4 +304,15 @@ def plan_daemon(facts: Facts, settings: Settings) -> DaemonPlan:
                 )
             )
             argv += ["--cgroup-parent", parent]
-    return DaemonPlan(actions, warnings, argv, path)
+    daemon = DaemonPlan(actions, warnings, argv, path)
+    if rootless is not None and not any(a.status == REFUSED for a in actions):
+        from dind.rootless.plan import plan_rootless
+
+        certdir = settings.tls_certdir if tls_flags else None
+        rl = plan_rootless(facts, settings, rootless, argv, certdir, ports, kernel or [])
+        daemon.actions += rl.actions
+        daemon.warnings += rl.warnings
+        daemon.argv = rl.argv
+        daemon.launch = rl.launch
+        daemon.decided = rl.decided
+    return daemon

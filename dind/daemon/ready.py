@@ -209,9 +209,27 @@ def wait_ready(
             return "interrupted"
 
 
+def rootless_host(name: str) -> str | None:
+    """The rootless daemon's socket (``DIND_ROOTLESS``): dind's own user's when not root,
+    else DIND_ROOTLESS_USER's; None when /etc/passwd does not say."""
+    from dind import paths, userdb
+    from dind.procfile import try_read
+
+    text, _ = try_read(paths.PASSWD, 4 << 20)
+    users = userdb.parse_passwd(text or "")
+    euid = os.geteuid()
+    user = userdb.find_user(users, name if euid == 0 else euid)
+    return None if user is None else paths.rootless_socket(user.uid)
+
+
 def probe(settings: Settings, log: Log) -> int:
     """``dind --ready``: 0 when the daemon answers, 1 (one line) when it does not."""
-    target = endpoint(os.environ)
+    environ: Mapping[str, str] = os.environ
+    if settings.rootless and not environ.get("DOCKER_HOST"):
+        host = rootless_host(settings.rootless_user)
+        if host is not None:
+            environ = {**environ, "DOCKER_HOST": host}
+    target = endpoint(environ)
     started = time.monotonic()
     if settings.timeout is None:
         why = ping(target, ATTEMPT)  # one attempt

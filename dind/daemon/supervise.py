@@ -115,15 +115,18 @@ def run_with_dockerd(plan: Plan, settings: Settings, log: Log, mask: set[int]) -
     env = dict(os.environ)
     if plan.dockerd_path:
         env["PATH"] = ":".join([*plan.dockerd_path, env.get("PATH", "")])
+    launch = plan.launch
+    if launch is not None:
+        env.update(launch.env)
     from dind.init import become_subreaper
 
     if os.getpid() != 1:
         become_subreaper(log)
     configure_signals()
-    daemon = spawn(plan.dockerd, mask, log, output=output, env=env)
+    daemon = spawn(plan.dockerd, mask, log, output=output, env=env, launch=launch)
     os.close(output)
     log.info(f"dockerd runs as PID {daemon}, its output in {settings.dockerd_log}", pid=daemon)
-    target = socket_of(plan.dockerd)
+    target = socket_of(plan.dockerd) if launch is None else socket_of(["", "-H", launch.socket])
     timeout = settings.timeout if settings.timeout is not None else 60.0
     started = time.monotonic()
     dead: list[int] = []
@@ -157,7 +160,10 @@ def run_with_dockerd(plan: Plan, settings: Settings, log: Log, mask: set[int]) -
         )
     log.info(f"dockerd answers at {target} after {time.monotonic() - started:.2f} s")
 
-    child = spawn(plan.command, mask, log)
+    command_env = None
+    if launch is not None and "DOCKER_HOST" not in os.environ:
+        command_env = {**os.environ, "DOCKER_HOST": launch.socket}  # also without the link
+    child = spawn(plan.command, mask, log, env=command_env)
     target_pid = -child if settings.init_group else child
     status = _supervise(child, target_pid, daemon, dead, log)
     log.info(f"{plan.command[0]} exited with status {status}", status=status)
