@@ -154,7 +154,7 @@ def printed(settings: Settings, log: Log) -> int:
     if settings.recipe:
         from dind.recipe import render
 
-        text = render(settings.recipe)
+        text = render(settings.recipe, settings.rootless)
     else:
         from dind.seccomp import render as render_profile
 

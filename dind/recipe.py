@@ -204,6 +204,35 @@ RECIPES = {
 """Each runtime's recipe and the privilege level it runs dind at."""
 
 
-def render(runtime: str) -> str:
-    """The recipe for ``runtime`` (one of ``requirements.RUNTIMES``), as printed."""
+def rootless(runtime: str) -> list[str]:
+    """The rootless daemon's recipe (``--recipe RUNTIME --rootless``, README "Rootless"):
+    no added capability; what rootlesskit needs to make its namespaces as the user."""
+    lines = [
+        *_comment(
+            "The rootless daemon (DIND_ROOTLESS=1): dockerd runs as uid 1000 in rootlesskit, "
+            "so nested root is uid 1000 outside, and no capability is added. What rootlesskit "
+            "needs as that user: namespaces and mounts (a seccomp filter that allows them "
+            "without CAP_SYS_ADMIN), no AppArmor profile that denies mount (AppArmor hosts "
+            "only), a fully visible /proc (nested PID namespaces mount their own), and "
+            "/dev/net/tun for slirp4netns. Measured with Docker; dind --check --rootless "
+            "says what is missing inside."
+        ),
+        *_comment(
+            "Nested docker run, build and published ports work. Resource limits need a cgroup "
+            "v2 host and a privileged container (dind gives the user a cgroup subtree); "
+            "without them dind says so at start."
+        ),
+    ]
+    if runtime in (DOCKER, PODMAN):
+        return [*lines, f"{_options(runtime, requirements.ROOTLESS)} -e DIND_ROOTLESS=1"]
+    for requirement in requirements.ROOTLESS:
+        lines += _comment(f"{requirement.what}: {requirements.fix(runtime, (requirement.key,))}")
+    return [*lines, *_comment("and DIND_ROOTLESS=1 in the container's environment")]
+
+
+def render(runtime: str, rootless_daemon: bool = False) -> str:
+    """The recipe for ``runtime`` (one of ``requirements.RUNTIMES``), as printed; with
+    ``rootless_daemon``, the rootless daemon's (``--recipe RUNTIME --rootless``)."""
+    if rootless_daemon:
+        return "\n".join(rootless(runtime)) + "\n"
     return "\n".join(RECIPES[runtime][1]()) + "\n"

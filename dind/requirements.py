@@ -9,6 +9,7 @@ less does. Pure data and text; runs anywhere (no detection).
 
 from __future__ import annotations
 
+from dind.paths import DEV_NET_TUN
 from dind.record import Record
 
 DOCKER = "docker"
@@ -235,6 +236,39 @@ ALL_DEVICES = Requirement(
         "--property=DeviceAllow='block-* rwm'",
     },
 )
+USERNS_SECCOMP = Requirement(
+    "userns-seccomp",
+    "a seccomp filter that lets an unprivileged user make namespaces (unshare, mount, pivot_root)",
+    "the rootless daemon: rootlesskit, as its user, creates a user, mount and network "
+    "namespace and mounts in them; Docker's default filter allows those calls only with "
+    "CAP_SYS_ADMIN (unshare: EPERM)",
+    {
+        DOCKER: "--security-opt seccomp=unconfined",
+        PODMAN: "--security-opt seccomp=unconfined",
+        KUBERNETES: "securityContext: {seccompProfile: {type: Unconfined}}",
+    },
+)
+UNMASKED_PROC = Requirement(
+    "unmasked-proc",
+    "a fully visible /proc (no masked or read-only path)",
+    "the rootless daemon: the kernel mounts a new procfs for a nested PID namespace only "
+    "when nothing of /proc is masked, and dockerd writes /proc/sys in rootlesskit's "
+    "namespaces",
+    {
+        DOCKER: "--security-opt systempaths=unconfined",
+        PODMAN: "--security-opt unmask=ALL",
+        KUBERNETES: "securityContext: {procMount: Unmasked}",
+    },
+)
+TUN = Requirement(
+    "tun-device",
+    DEV_NET_TUN,
+    "the rootless daemon: slirp4netns gives it its network through a tap device",
+    {DOCKER: f"--device {DEV_NET_TUN}", PODMAN: f"--device {DEV_NET_TUN}"},
+)
+ROOTLESS = (USERNS_SECCOMP, APPARMOR, UNMASKED_PROC, TUN)
+"""What the rootless daemon (DIND_ROOTLESS, README "Rootless") needs from the outer runtime,
+in the order its recipe gives them (measured with Docker)."""
 PRIVILEGED = {
     DOCKER: "docker run --privileged",
     PODMAN: "podman run --privileged",
@@ -257,6 +291,9 @@ ALL = (
     CGROUP_DELEGATION,
     ALL_CAPS,
     ALL_DEVICES,
+    USERNS_SECCOMP,
+    UNMASKED_PROC,
+    TUN,
 )
 BY_KEY = {r.key: r for r in ALL}
 

@@ -560,7 +560,12 @@ def iptables_support(snap: Snapshot, module: str, config_key: str) -> str:
     return "absent" if config.get(config_key) == "n" else "unknown"
 
 
-def _network(env: Env, found: Findings, skip: frozenset[str]) -> dict[str, object]:
+def _network(
+    env: Env, found: Findings, skip: frozenset[str], rootless: bool = False
+) -> dict[str, object]:
+    """The outer network namespace (iptables, forwarding). The rootless daemon
+    (``rootless``) forwards in rootlesskit's own namespace instead: its /proc needs are
+    judged in the rootless area."""
     snap = env.snap
     legacy = {family: procfs.words(snap.text(path)) for family, path in TABLE_NAMES.items()}
     in_use = [f"{family}/{name}" for family, names in legacy.items() for name in names]
@@ -633,6 +638,12 @@ def _network(env: Env, found: Findings, skip: frozenset[str]) -> dict[str, objec
             "dind's net-sysctls step makes /proc/sys/net writable (this container's own "
             "network namespace); a nested dockerd then turns forwarding on at start "
             "(outcome: see the plan)",
+        )
+    elif forward == "0" and forward_writable is False and rootless:
+        found.ok(
+            "ip_forward",
+            "0 (read-only)",
+            "the rootless daemon forwards in rootlesskit's network namespace, not this one",
         )
     elif forward == "0" and forward_writable is False:
         why = (
@@ -826,7 +837,7 @@ def analyse(snap: Snapshot, settings: Settings) -> Report:
     sections["mounts"] = _mounts(env, found["mounts"], plan, skip)
     sections["plan"] = rows
     sections["processes"] = _processes(env, found["processes"], rows)
-    sections["network"] = _network(env, found["network"], skip)
+    sections["network"] = _network(env, found["network"], skip, settings.rootless)
     sections["daemon"] = _daemon(env, found["daemon"], settings)
     from dind.rootless.check import rootless_area
 

@@ -8,14 +8,13 @@ by (``dind.rootless.facts``) and the same plan it makes (the limits decision of
 delegation. Each missing piece names the outer option that gives it (``NEEDS``,
 also the recipe's source).
 
-The seam with the least-privilege work (issue 17): ``recipe()`` and the fixes come
-from ``NEEDS`` here; once ``dind.requirements`` holds them per runtime, both read
-from there instead.
+The fixes are dind.requirements' grants in the words of the runtime seen here, and
+``recipe()`` is ``dind --recipe docker --rootless``'s line: one source for both.
 """
 
 from __future__ import annotations
 
-from dind import paths, steps
+from dind import paths, requirements, steps
 from dind.actions import Decision
 from dind.errors import DindError
 from dind.rootless import facts as rf
@@ -30,13 +29,15 @@ AREA = "rootless"
 
 
 def recipe() -> list[str]:
-    """The least outer options (docker run) of the rootless daemon, in NEEDS's order."""
-    return [need.docker for need in rf.NEEDS.values()]
+    """The least outer options (``docker run``) of the rootless daemon, as
+    ``dind --recipe docker --rootless`` prints them (without ``-e DIND_ROOTLESS=1``)."""
+    return [r.option(requirements.DOCKER) or r.what for r in requirements.ROOTLESS]
 
 
-def _judge(found: Findings, verdict: rf.Verdict) -> str:
+def _judge(found: Findings, verdict: rf.Verdict, runtime: str) -> str:
     if verdict.ok is False:
-        found.blocker(verdict.name, verdict.value, verdict.why, verdict.fix)
+        fix = requirements.fix(runtime, (verdict.key,)) if verdict.key else verdict.fix
+        found.blocker(verdict.name, verdict.value, verdict.why, fix)
     elif verdict.ok is None:
         found.warning(verdict.name, verdict.value, verdict.why, verdict.fix or "see the message")
     else:
@@ -98,11 +99,11 @@ def rootless_area(env: Env, found: Findings, settings: Settings) -> dict[str, ob
         else:
             found.ok(key, ", ".join(map(str, ranges)), f"subordinate IDs of {user.name}")
     for name in rf.HELPERS:
-        section[name] = _judge(found, rf.helper_verdict(ev, name))
-    section["user_namespaces"] = _judge(found, rf.userns_verdict(ev))
+        section[name] = _judge(found, rf.helper_verdict(ev, name), env.runtime)
+    section["user_namespaces"] = _judge(found, rf.userns_verdict(ev), env.runtime)
     groups = userdb.supplementary_gids(ev.files.get(paths.GROUP, ""), user)
-    section["tun"] = _judge(found, rf.tun_verdict(ev, user, groups))
-    section["proc"] = _judge(found, rf.proc_verdict(env.mounts))
+    section["tun"] = _judge(found, rf.tun_verdict(ev, user, groups), env.runtime)
+    section["proc"] = _judge(found, rf.proc_verdict(env.mounts), env.runtime)
     for tool in ("rootlesskit", "slirp4netns"):
         if ev.tools.get(tool) is None:
             found.blocker(tool, "not found", f"{tool} is not on PATH", "apt-get install " + tool)

@@ -5,15 +5,15 @@
 subordinate ranges; can ``newuidmap``/``newgidmap`` work here (setuid root versus
 file capabilities, ``no_new_privs``); ``/dev/net/tun``; user namespaces; a /proc
 that a nested PID namespace can mount. Each verdict that fails names the outer
-option that fixes it, from ``NEEDS``: one source for ``--check``, the refusal of a
-real run and the recipe.
+option that fixes it, from ``NEEDS`` (dind.requirements): one source for ``--check``,
+the refusal of a real run and ``--recipe RUNTIME --rootless``.
 """
 
 from __future__ import annotations
 
 import stat
 
-from dind import paths, procfs, userdb
+from dind import paths, procfs, requirements, userdb
 from dind.record import Record
 
 TYPE_CHECKING = False
@@ -33,41 +33,22 @@ PROC_UNMASKED = frozenset({"/proc/sys/fs/binfmt_misc"})
 """Mounts below /proc that do not hide anything (on an empty directory of procfs)."""
 
 
-class Need(Record):
-    """Something the outer container must give a rootless dockerd, and the option that does."""
-
-    __slots__ = ("docker", "key", "what")
-
-    def __init__(self, key: str, what: str, docker: str) -> None:
-        self.key = key
-        self.what = what
-        self.docker = docker
-
-
 NEEDS = {
-    need.key: need
-    for need in (
-        Need(
-            "seccomp",
-            "unshare(CLONE_NEWUSER), mount and pivot_root for rootlesskit's namespaces "
-            "(Docker's default seccomp profile refuses them without CAP_SYS_ADMIN)",
-            "--security-opt seccomp=unconfined",
-        ),
-        Need(
-            "apparmor",
-            "mount(2) inside rootlesskit's namespaces (AppArmor's docker-default denies it)",
-            "--security-opt apparmor=unconfined",
-        ),
-        Need(
-            "systempaths",
-            "a fully visible /proc: the kernel mounts a new procfs for a nested PID namespace "
-            "only when no file of /proc is masked, and dockerd writes /proc/sys",
-            "--security-opt systempaths=unconfined",
-        ),
-        Need("tun", "/dev/net/tun, for slirp4netns's network", "--device /dev/net/tun"),
-    )
+    "seccomp": requirements.USERNS_SECCOMP,
+    "apparmor": requirements.APPARMOR,
+    "systempaths": requirements.UNMASKED_PROC,
+    "tun": requirements.TUN,
 }
-"""The least outer options of a rootless nested dockerd, in the order the recipe prints them."""
+"""The outer runtime's grants a rootless dockerd needs (dind.requirements: one source with
+``--check``'s fixes and ``--recipe RUNTIME --rootless``), by what they are about here."""
+
+
+def option(key: str) -> str:
+    """The grant ``NEEDS[key]`` in Docker's words (a real run cannot tell the runtime:
+    ``--check`` words it for the runtime it sees)."""
+    return NEEDS[key].option(requirements.DOCKER) or f"grant {NEEDS[key].what}"
+
+
 NO_NEW_PRIVS_FIX = "run the container without --security-opt no-new-privileges"
 
 
@@ -193,14 +174,18 @@ class RootlessEvidence(Record):
 class Verdict(Record):
     """One requirement judged: met or not (None: cannot tell), the value seen, why, the fix."""
 
-    __slots__ = ("fix", "name", "ok", "value", "why")
+    __slots__ = ("fix", "key", "name", "ok", "value", "why")
 
-    def __init__(self, name: str, ok: bool | None, value: str, why: str, fix: str = "") -> None:
+    def __init__(
+        self, name: str, ok: bool | None, value: str, why: str, fix: str = "", key: str = ""
+    ) -> None:
         self.name = name
         self.ok = ok
         self.value = value
         self.why = why
         self.fix = fix
+        self.key = key
+        """The dind.requirements key of the outer grant that fixes it, when one does."""
 
 
 def socket_link(var_run: str | None) -> str:
@@ -211,7 +196,7 @@ def socket_link(var_run: str | None) -> str:
 
 
 def _status(ev: RootlessEvidence) -> dict[str, str]:
-    return procfs.status_fields(ev.files.get("/proc/self/status", ""))
+    return procfs.status_fields(ev.files.get(paths.PROC_SELF_STATUS, ""))
 
 
 def capabilities(ev: RootlessEvidence) -> tuple[int | None, int | None]:
@@ -356,11 +341,16 @@ def _mode(info: FileInfo) -> str:
 def tun_verdict(ev: RootlessEvidence, user: userdb.User | None, groups: tuple[int, ...]) -> Verdict:
     """/dev/net/tun for slirp4netns: there, the tun device, openable here (the device
     cgroup), and read-write for the user, or given to it by dind as root."""
-    need = NEEDS["tun"]
+    fix = option("tun")
     info = ev.tun
     if info is None:
         return Verdict(
-            "tun", False, "missing", "slirp4netns needs it for the daemon's network", need.docker
+            "tun",
+            False,
+            "missing",
+            "slirp4netns needs it for the daemon's network",
+            fix,
+            requirements.TUN.key,
         )
     if not stat.S_ISCHR(info.mode) or info.rdev != TUN_DEVICE:
         return Verdict(
@@ -368,7 +358,8 @@ def tun_verdict(ev: RootlessEvidence, user: userdb.User | None, groups: tuple[in
             False,
             "not the tun device",
             f"{_mode(info)}, device {info.rdev[0]}:{info.rdev[1]}",
-            need.docker,
+            fix,
+            requirements.TUN.key,
         )
     if ev.tun_open == "EPERM":
         return Verdict(
@@ -376,7 +367,8 @@ def tun_verdict(ev: RootlessEvidence, user: userdb.User | None, groups: tuple[in
             False,
             "open: EPERM",
             "the device cgroup refuses it: the runtime did not give this container the device",
-            need.docker,
+            fix,
+            requirements.TUN.key,
         )
     if ev.euid == 0:
         return Verdict(
@@ -424,7 +416,12 @@ def proc_verdict(mounts: MountTable | None) -> Verdict:
     if not masked:
         return Verdict("proc", True, "fully visible", "nothing is mounted over part of /proc")
     shown = ", ".join(masked[:4]) + (", ..." if len(masked) > 4 else "")
-    return Verdict("proc", False, f"{len(masked)} path(s) masked ({shown})", need.what, need.docker)
+    why = (
+        "the kernel mounts a new procfs for a nested PID namespace only when no file of /proc "
+        "is masked, and dockerd writes /proc/sys"
+    )
+    value = f"{len(masked)} path(s) masked ({shown})"
+    return Verdict("proc", False, value, why, option("systempaths"), need.key)
 
 
 def _sysctl(ev: RootlessEvidence, path: str) -> str | None:
@@ -465,19 +462,15 @@ def userns_verdict(ev: RootlessEvidence) -> Verdict:
         return Verdict("userns", None, f"max {most or 'unknown'}", "not probed")
     if probe == OK:
         return Verdict("userns", True, "allowed", "unshare(CLONE_NEWUSER) as the user works")
-    seccomp = NEEDS["seccomp"]
+    key = NEEDS["seccomp"].key
     if probe == "EPERM" and seccomp_filtered(ev):
-        return Verdict(
-            "userns",
-            False,
-            f"unshare: {probe}",
-            f"a seccomp filter refuses {seccomp.what}",
-            seccomp.docker,
+        why = (
+            "a seccomp filter refuses unshare(CLONE_NEWUSER) (Docker's default allows it, with "
+            "mount and pivot_root, only with CAP_SYS_ADMIN)"
         )
-    return Verdict(
-        "userns",
-        False,
-        f"unshare: {probe}",
-        "the kernel refuses the user a user namespace",
-        seccomp.docker if probe == "EPERM" else "see the errno",
-    )
+        return Verdict("userns", False, f"unshare: {probe}", why, option("seccomp"), key)
+    if probe == "EPERM":
+        why = "the kernel refuses the user a user namespace"
+        return Verdict("userns", False, f"unshare: {probe}", why, option("seccomp"), key)
+    why = "the kernel refuses the user a user namespace"
+    return Verdict("userns", False, f"unshare: {probe}", why, "see the errno")

@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dind.rootless.facts import NEEDS
+from dind import requirements
 from tests.e2e.conftest import CACHE, FIGURES, NESTED_BASE_TAR, REPO, Env, Outer
 from tests.e2e.helpers import (
     NO_PROXY,
@@ -51,8 +51,6 @@ from tests.e2e.helpers import (
 from tests.support.dockerd import base_image, build_dev_image
 
 ROOTLESS = ("-e", "DIND_ROOTLESS=1")
-RECIPE = tuple(word for need in NEEDS.values() for word in shlex.split(need.docker))
-"""The least outer options of the rootless daemon, as dind's data gives them."""
 USER_UID = 1000
 SUBUID_START = 100000
 
@@ -103,23 +101,41 @@ class Case:
     net: Network
 
 
-CONFIGURATIONS: dict[str, tuple[bool, tuple[str, ...], bool]] = {
-    # name: (--privileged, the other options, on the other base)
-    "privileged": (True, (), False),
-    "least options": (False, RECIPE, False),
-    "least options, other base": (False, RECIPE, True),
+@pytest.fixture(scope="module")
+def recipe(e2e: Env) -> tuple[str, ...]:
+    """The least outer options of the rootless daemon: what `dind --recipe docker --rootless`
+    prints (its one line that is not a comment), without its `-e DIND_ROOTLESS=1`."""
+    done = run_rm(
+        e2e, "--network", "none", "--entrypoint", "dind", e2e.image,
+        "--recipe", "docker", "--rootless",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [line] = [x for x in done.stdout.splitlines() if not x.startswith("#")]
+    FIGURES["dind --recipe docker --rootless"] = line
+    words = shlex.split(line)
+    assert words[-2:] == list(ROOTLESS)
+    assert "--privileged" not in words and "--cap-add" not in words  # no added capability
+    return tuple(words[:-2])
+
+
+CONFIGURATIONS: dict[str, tuple[bool, bool, bool]] = {
+    # name: (--privileged, the recipe's options, on the other base)
+    "privileged": (True, False, False),
+    "least options": (False, True, False),
+    "least options, other base": (False, True, True),
 }
 
 
 @pytest.fixture(scope="module")
-def cases(e2e: Env, other_image: str) -> Iterator[dict[str, Case]]:
+def cases(e2e: Env, other_image: str, recipe: tuple[str, ...]) -> Iterator[dict[str, Case]]:
     """The configurations, started together on one user-defined network, TLS on (the
     image's default), each with a volume for its client certificates."""
     net = Network.create(e2e, 18)
     started: dict[str, Case] = {}
     volumes = []
     try:
-        for i, (name, (privileged, options, other)) in enumerate(CONFIGURATIONS.items()):
+        for i, (name, (privileged, least, other)) in enumerate(CONFIGURATIONS.items()):
+            options = recipe if least else ()
             certs = f"dind-e2e-rootless-certs-{token()}"
             volumes.append(certs)
             ip = net.ip(10 + i)
@@ -390,9 +406,9 @@ def test_limits_on_a_cgroup_v2_view_the_subtree_is_the_users(e2e: Env, v2: Outer
 # --- what the least options cannot spare, predicted and refused ---------------------------
 
 
-def without(*dropped: str) -> list[str]:
+def without(recipe: tuple[str, ...], *dropped: str) -> list[str]:
     """The least options without the given ones (each a whole option: flag and value)."""
-    words = list(RECIPE)
+    words = list(recipe)
     out = []
     i = 0
     while i < len(words):
@@ -404,16 +420,21 @@ def without(*dropped: str) -> list[str]:
 
 
 NEGATIVE = {
-    "no /dev/net/tun": (without(NEEDS["tun"].docker), NEEDS["tun"].docker),
-    "masked /proc": (without(NEEDS["systempaths"].docker), NEEDS["systempaths"].docker),
+    "no /dev/net/tun": requirements.TUN,
+    "masked /proc": requirements.UNMASKED_PROC,
 }
 
 
 @pytest.mark.parametrize("case", list(NEGATIVE))
-def test_a_missing_option_is_predicted_and_refused_in_one_line(e2e: Env, case: str) -> None:
+def test_a_missing_option_is_predicted_and_refused_in_one_line(
+    e2e: Env, recipe: tuple[str, ...], case: str
+) -> None:
     """`--check` says the rootless daemon cannot work and names the option; the start then
     fails with one line naming it (not a rootlesskit stack), 125, before changing anything."""
-    options, option = NEGATIVE[case]
+    option = NEGATIVE[case].option(requirements.DOCKER)
+    assert option is not None
+    options = without(recipe, option)
+    assert len(options) == len(recipe) - 2
     check = run_rm(
         e2e, "--network", "none", *ROOTLESS, *options, "--entrypoint", "dind", e2e.image,
         "--check", "--log-format", "json",
@@ -430,12 +451,14 @@ def test_a_missing_option_is_predicted_and_refused_in_one_line(e2e: Env, case: s
     FIGURES[f"rootless, {case}: the start says"] = line
 
 
-def test_check_with_the_least_options_says_it_works_without_limits(e2e: Env) -> None:
+def test_check_with_the_least_options_says_it_works_without_limits(
+    e2e: Env, recipe: tuple[str, ...]
+) -> None:
     """The control of the two above: with all four options `--check --rootless` exits 0,
     nothing blocks (the capabilities a rootful daemon needs are not asked for), and the
     limits are off on this cgroup v1 machine, said as a warning."""
     check = run_rm(
-        e2e, "--network", "none", *RECIPE, "--entrypoint", "dind", e2e.image,
+        e2e, "--network", "none", *recipe, "--entrypoint", "dind", e2e.image,
         "--check", "--rootless", "--log-format", "json",
     )  # fmt: skip
     assert check.returncode == 0, check.stdout

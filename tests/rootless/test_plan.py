@@ -342,12 +342,7 @@ def test_check_least_options_works_without_limits() -> None:
     [
         ("least-no-tun", [("rootless", "tun")], "--device /dev/net/tun"),
         ("least-masked-proc", [("rootless", "proc")], "--security-opt systempaths=unconfined"),
-        # Docker's default filter also refuses keyctl, which runc needs (the runtime area).
-        (
-            "least-default-seccomp",
-            [("runtime", "keyring"), ("rootless", "userns")],
-            "--security-opt seccomp=unconfined",
-        ),
+        ("least-default-seccomp", [("rootless", "userns")], "--security-opt seccomp=unconfined"),
         (
             "least-no-new-privileges",
             [("rootless", "newuidmap"), ("rootless", "newgidmap")],
@@ -403,3 +398,25 @@ def test_dockerds_own_hosts_are_waited_on_and_published() -> None:
         "tcp://0.0.0.0:3000",
     ]
     assert inner.count("-H") == 2
+
+
+def test_recipe_docker_rootless_is_the_least_options_and_the_variable() -> None:
+    """`dind --recipe docker --rootless`: comments, then one line of options from
+    dind.requirements (the same the rootless area's fixes are made of), no capability."""
+    from dind.recipe import render
+
+    text = render("docker", rootless_daemon=True)
+    [line] = [x for x in text.splitlines() if not x.startswith("#")]
+    assert line == " ".join([*recipe(), "-e DIND_ROOTLESS=1"])
+    assert "--privileged" not in text and "--cap-add" not in text
+    other = render("kubernetes", rootless_daemon=True)
+    assert "procMount" in other and "grant /dev/net/tun" in other
+    assert all(x.startswith("#") for x in other.splitlines())
+
+
+def test_the_readme_shows_the_rootless_recipe_as_dind_prints_it() -> None:
+    from dind.recipe import render
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    [line] = [x for x in render("docker", True).splitlines() if not x.startswith("#")]
+    assert line in readme
