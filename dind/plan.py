@@ -224,10 +224,11 @@ def make_plan(facts: Facts, settings: Settings) -> Plan:
 
 def _add_daemon(plan: Plan, facts: Facts, settings: Settings) -> None:
     """The daemon steps after the kernel's; dockerd is the command, or starts before it.
-    The privilege level joins the decisions said before dockerd starts (dind.summary)."""
+    The privilege level joins the decisions said before dockerd starts (dind.summary); the
+    rootless daemon says its own (user, network, limits), a rootful level would mislead."""
     from dind.daemon.plan import plan_daemon
 
-    if facts.privilege is not None:
+    if facts.privilege is not None and not settings.rootless:
         from dind.abilities import assess, said
 
         plan.decided["privilege"] = said(assess(facts.privilege))
