@@ -250,7 +250,11 @@ class _Download:
                 hasher = hashlib.new(desc.digest.partition(":")[0])
             fd = self._open(offset)
             try:
-                os.ftruncate(fd, offset)
+                if os.fstat(fd).st_size != offset:
+                    # Only a resumed file can be longer. Never truncate an empty file:
+                    # ext4 then takes it for a file being replaced and, on close,
+                    # allocates and starts writing all of it in this thread.
+                    os.ftruncate(fd, offset)
                 os.lseek(fd, offset, os.SEEK_SET)
                 written = self._copy(response, fd, hasher, offset, what)
                 # No fsync here: ``supply.Syncer`` syncs what the layout will name, in the
