@@ -9,7 +9,6 @@ option. The probe runs in a forked child: joining changes the caller's keyrings.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 
 KEYCTL_JOIN_SESSION_KEYRING = 1
@@ -23,7 +22,6 @@ SYS_KEYCTL = {
     "i686": 288,
 }
 """keyctl(2) by machine (``uname -m``); the numbers differ between architectures."""
-OK = "ok"
 
 
 def _join() -> int:
@@ -40,21 +38,6 @@ def probe_session_keyring() -> str | None:
     """``ok``, the errno name the kernel answered, or None when it cannot be probed here."""
     if os.uname().machine not in SYS_KEYCTL:
         return None
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_end)
-            os.write(write_end, _join().to_bytes(4, "little"))
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    try:
-        data = os.read(read_end, 4)
-    finally:
-        os.close(read_end)
-        os.waitpid(pid, 0)
-    if len(data) != 4:
-        return None
-    code = int.from_bytes(data, "little")
-    return OK if code == 0 else errno.errorcode.get(code, str(code))
+    from dind.probes import in_child
+
+    return in_child(_join)

@@ -22,6 +22,10 @@ import stat
 from dind import paths
 from dind.syscalls import fs_type
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 SYS_PIVOT_ROOT = {
     "x86_64": 155,
     "aarch64": 41,
@@ -32,7 +36,36 @@ SYS_PIVOT_ROOT = {
     "i686": 217,
 }
 """pivot_root(2) by machine (``uname -m``)."""
-CALLABLE = "ok"
+OK = "ok"
+
+
+def in_child(call: Callable[[], int]) -> str | None:
+    """``ok`` or the errno name that ``call`` (returning 0 or an errno) met in a forked child,
+    so that what it changes (keyrings, namespaces, credentials) never reaches this
+    process; None when the child gave no answer."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code: int | None = None  # no answer if anything but the kernel failed
+        try:
+            os.close(read_end)
+            code = call()
+        except OSError as err:
+            code = err.errno or errno.EIO
+        finally:
+            if code is not None:
+                os.write(write_end, code.to_bytes(4, "little"))
+            os._exit(0)
+    os.close(write_end)
+    try:
+        data = os.read(read_end, 4)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    if len(data) != 4:
+        return None
+    code = int.from_bytes(data, "little")
+    return OK if code == 0 else errno.errorcode.get(code, str(code))
 
 
 def pivot_root() -> str | None:
@@ -45,7 +78,7 @@ def pivot_root() -> str | None:
     result = libc.syscall(ctypes.c_long(number), ctypes.c_void_p(None), ctypes.c_void_p(None))
     code = 0 if result >= 0 else ctypes.get_errno()
     if code in (0, errno.EFAULT):
-        return CALLABLE
+        return OK
     return errno.errorcode.get(code, str(code))
 
 

@@ -80,34 +80,18 @@ def _open_probe(path: str) -> str | None:
 def probe_userns(user: userdb.User | None, groups: tuple[int, ...]) -> str | None:
     """unshare(CLONE_NEWUSER) in a forked child, as ``user`` when dind is root: ``ok`` or the
     errno name (a seccomp filter, a sysctl); None when it cannot be probed."""
+    from dind.probes import in_child
     from dind.syscalls import unshare
 
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(read_end)
-            if os.geteuid() == 0 and user is not None:
-                os.setgroups(list(groups))
-                os.setresgid(user.gid, user.gid, user.gid)
-                os.setresuid(user.uid, user.uid, user.uid)
-            unshare(CLONE_NEWUSER)
-        except OSError as err:
-            code = err.errno or errno.EIO
-        finally:
-            os.write(write_end, code.to_bytes(4, "little"))
-            os._exit(0)
-    os.close(write_end)
-    try:
-        data = os.read(read_end, 4)
-    finally:
-        os.close(read_end)
-        os.waitpid(pid, 0)
-    if len(data) != 4:
-        return None
-    code = int.from_bytes(data, "little")
-    return OK if code == 0 else errno.errorcode.get(code, str(code))
+    def become_and_unshare() -> int:
+        if os.geteuid() == 0 and user is not None:
+            os.setgroups(list(groups))
+            os.setresgid(user.gid, user.gid, user.gid)
+            os.setresuid(user.uid, user.uid, user.uid)
+        unshare(CLONE_NEWUSER)
+        return 0
+
+    return in_child(become_and_unshare)
 
 
 def places(user: userdb.User, var_run: str | None) -> list[str]:
