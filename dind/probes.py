@@ -9,7 +9,11 @@ kernel said, interpreted nowhere here.
 - ``/dev/net/tun``, ``/dev/fuse``: ``char MAJ:MIN``, ``missing`` or ``other``.
 - ``cgroup_owner``: the owner of this container's cgroup as this process sees it (65534,
   the overflow UID, when its owner is not mapped into this user namespace).
-- ``keyring``: dind.keyring's session-keyring probe.
+- ``keyring``: runc joins a new session keyring at every container start; Docker's
+  default seccomp profile and systemd-nspawn's filter deny the keyring calls, and runc
+  then fails with "unable to join session keyring". Only the outer runtime can allow
+  them, so ``--check`` asks. Joining changes the caller's keyrings: the call is made
+  in a forked child (``in_child``), as the rootless user-namespace probe is.
 """
 
 from __future__ import annotations
@@ -68,6 +72,36 @@ def in_child(call: Callable[[], int]) -> str | None:
     return OK if code == 0 else errno.errorcode.get(code, str(code))
 
 
+KEYCTL_JOIN_SESSION_KEYRING = 1
+SYS_KEYCTL = {
+    "x86_64": 250,
+    "aarch64": 219,
+    "riscv64": 219,
+    "ppc64le": 271,
+    "s390x": 280,
+    "armv7l": 311,
+    "i686": 288,
+}
+"""keyctl(2) by machine (``uname -m``)."""
+
+
+def session_keyring() -> str | None:
+    """``ok`` or the errno name keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) met in a child;
+    None where the call's number is not known."""
+    number = SYS_KEYCTL.get(os.uname().machine)
+    if number is None:
+        return None
+
+    def join() -> int:
+        libc = ctypes.CDLL(None, use_errno=True)
+        result = libc.syscall(
+            ctypes.c_long(number), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), ctypes.c_void_p(None)
+        )
+        return 0 if result >= 0 else ctypes.get_errno()
+
+    return in_child(join)
+
+
 def pivot_root() -> str | None:
     """``ok`` when pivot_root may be called (the kernel answered EFAULT), else the errno name;
     None where the call's number is not known."""
@@ -106,10 +140,8 @@ def cgroup_owner() -> str | None:
 
 def probe_all() -> dict[str, str | None]:
     """Every probe, by its key in ``Evidence.probes``."""
-    from dind.keyring import probe_session_keyring
-
     return {
-        "keyring": probe_session_keyring(),
+        "keyring": session_keyring(),
         "pivot_root": pivot_root(),
         paths.DEV_NET_TUN: device(paths.DEV_NET_TUN),
         paths.DEV_FUSE: device(paths.DEV_FUSE),

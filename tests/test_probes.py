@@ -9,8 +9,7 @@ from __future__ import annotations
 import errno
 import os
 
-from dind.keyring import probe_session_keyring
-from dind.probes import OK, in_child
+from dind.probes import OK, in_child, session_keyring
 from dind.rootless.detect import probe_userns
 
 
@@ -47,5 +46,5 @@ def test_what_the_child_changes_stays_in_the_child() -> None:
 
 def test_the_real_probes_on_this_machine() -> None:
     """No seccomp filter here and user namespaces on: both calls are allowed."""
-    assert probe_session_keyring() == OK
+    assert session_keyring() == OK
     assert probe_userns(None, ()) == OK

@@ -97,7 +97,7 @@ class Snapshot(Record):
 
     @property
     def keyring(self) -> str | None:
-        """The session-keyring probe (dind.keyring), read by the reader with the privilege
+        """The session-keyring probe (dind.probes), read by the reader with the privilege
         evidence."""
         return self.evidence.probes.get("keyring")
 
