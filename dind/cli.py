@@ -12,7 +12,7 @@ import click
 from dind import __version__, steps
 from dind.errors import EarlyExit, UsageError
 from dind.log import FORMATS
-from dind.settings import Settings, from_sources
+from dind.settings import PRINTS, Settings, from_sources
 
 EPILOG = """\b
 Steps, in order (each can be skipped with --skip):
@@ -258,7 +258,6 @@ def parse(args: list[str], default_command: str = "") -> Settings:
     params = dict(ctx.params)
     argv = rest or [str(a) for a in params.pop("command") or ()]
     params.pop("command", None)
-    prints = ("check", "ready", "recipe", "seccomp_profile")
-    if not argv and default_command and not any(params.get(name) for name in prints):
+    if not argv and default_command and not any(params.get(name) for name in PRINTS):
         argv = [default_command]
     return from_sources(argv, params)

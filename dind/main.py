@@ -238,16 +238,15 @@ def setup_and_run(settings: Settings, log: Log, mask: set[int]) -> int:
         log.notice(line(decided), event="decisions", **decided)
     if plan.dockerd_path and not settings.with_dockerd:
         os.environ["PATH"] = ":".join([*plan.dockerd_path, os.environ.get("PATH", "")])
+    env = None if plan.launch is None else {**os.environ, **plan.launch.env}
     if settings.with_dockerd:
         status = run_with_dockerd(plan, settings, log, mask)
     elif settings.runs_init:
-        env = None if plan.launch is None else {**os.environ, **plan.launch.env}
         status = run_init(
             plan.command, group=settings.init_group, log=log, mask=mask, env=env, launch=plan.launch
         )
     else:
         log.flush()
-        env = None if plan.launch is None else {**os.environ, **plan.launch.env}
         exec_command(plan.command, mask, env, plan.launch)
         return SETUP_FAILED  # exec_command returns only by raising
     log.flush()

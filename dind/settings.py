@@ -281,7 +281,7 @@ PRINTS = ("check", "ready", "recipe", "seccomp_profile")
 
 
 def _recipe(value: object) -> str | None:
-    """``--recipe RUNTIME``: one of dind.requirements.RUNTIMES (click checks it too)."""
+    """``--recipe RUNTIME``: one of dind.requirements.RUNTIMES, else a usage error."""
     if value is None:
         return None
     from dind.requirements import RUNTIMES
