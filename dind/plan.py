@@ -148,6 +148,19 @@ def _skip(facts: Facts, settings: Settings) -> tuple[frozenset[str], list[Action
 
 def make_plan(facts: Facts, settings: Settings) -> Plan:
     """Every step's actions in execution order; skipped steps contribute nothing."""
+    actions, warnings = plan_kernel(facts, settings)
+    plan = Plan(actions, warnings, list(settings.command))
+    if settings.daemon_mode and facts.daemon is not None:
+        _add_daemon(plan, facts, settings)
+    checked = _host(facts, settings.allow_host, plan.actions)
+    plan.actions = checked.actions
+    plan.warnings = checked.warnings + plan.warnings
+    return plan
+
+
+def plan_kernel(facts: Facts, settings: Settings) -> tuple[list[Action], list[tuple[str, str]]]:
+    """The kernel steps' actions and warnings (the daemon's follow from them: ``--check``'s
+    daemon area plans them too)."""
     skip, skipped = _skip(facts, settings)
     actions: list[Action] = []
     warnings: list[tuple[str, str]] = []
@@ -212,14 +225,7 @@ def make_plan(facts: Facts, settings: Settings) -> Plan:
         done = bool(every) and all(m.shared for m in every)
         status, note = (SATISFIED, "every mount is already shared") if done else (PENDING, "")
         actions.append(Propagation(steps.RSHARED, "/", status, note))
-
-    plan = Plan(actions, warnings, list(settings.command))
-    if settings.daemon_mode and facts.daemon is not None:
-        _add_daemon(plan, facts, settings)
-    checked = _host(facts, settings.allow_host, plan.actions)
-    plan.actions = checked.actions
-    plan.warnings = checked.warnings + plan.warnings
-    return plan
+    return actions, warnings
 
 
 def _add_daemon(plan: Plan, facts: Facts, settings: Settings) -> None:

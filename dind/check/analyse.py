@@ -28,7 +28,7 @@ from dind.paths import (
     TMP,
     UNIFIED,
 )
-from dind.plan import Plan
+from dind.plan import Plan, plan_kernel
 from dind.policy import DONE
 from dind.settings import Settings
 
@@ -781,7 +781,7 @@ def _daemon(env: Env, found: Findings, settings: Settings) -> dict[str, object] 
     except DindError as err:
         found.blocker("dockerd", "cannot plan", str(err), "see the message")
         return None
-    plan = plan_daemon(facts, daemon)
+    plan = plan_daemon(facts, daemon, plan_kernel(facts, daemon)[0])
     rows = [
         {"step": a.step, "describe": a.describe(), "status": a.status, "note": a.note}
         for a in plan.actions

@@ -254,7 +254,7 @@ def _network(
     return actions, warnings, path
 
 
-def plan_daemon(facts: Facts, settings: Settings, kernel: list[Action] | None = None) -> DaemonPlan:
+def plan_daemon(facts: Facts, settings: Settings, kernel: list[Action]) -> DaemonPlan:
     """The daemon steps, and dockerd's command line as they make it. ``kernel`` is what the
     kernel steps planned (a rootless daemon's cgroup delegation follows from it)."""
     assert facts.daemon is not None
@@ -309,7 +309,7 @@ def plan_daemon(facts: Facts, settings: Settings, kernel: list[Action] | None = 
         from dind.rootless.plan import plan_rootless
 
         certdir = settings.tls_certdir if tls_flags else None
-        rl = plan_rootless(facts, settings, rootless, argv, certdir, ports, kernel or [])
+        rl = plan_rootless(facts, settings, rootless, argv, certdir, ports, kernel)
         daemon.actions += rl.actions
         daemon.warnings += rl.warnings
         daemon.argv = rl.argv

@@ -368,6 +368,19 @@ def test_check_says_limits_are_on_in_the_v2_view() -> None:
     assert isinstance(command, list) and "--cgroup-parent" in command
 
 
+def test_checks_daemon_area_agrees_with_its_rootless_area_on_limits() -> None:
+    """The daemon area plans after the kernel steps, as a real run does: cgroup-delegate
+    follows from the nesting step there too, not from an empty kernel plan."""
+    doc = analyse(snap("privileged-v2-view"), Settings(command=[], check=True, rootless=True))
+    daemon = doc.sections["daemon"]
+    assert isinstance(daemon, dict)
+    delegate = [row for row in daemon["steps"] if row["step"] == steps.CGROUP_DELEGATE]
+    assert delegate and "limits off" not in delegate[0]["describe"], delegate
+    assert "--cgroup-parent" in daemon["dockerd"]
+    warned = [f.name for f in doc.findings if f.level == "warning"]
+    assert f"{steps.CGROUP_DELEGATE}-warning" not in warned
+
+
 def test_the_recipe_is_the_least_options_in_order() -> None:
     assert recipe() == [
         "--security-opt seccomp=unconfined",
