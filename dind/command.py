@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 
-from dind.errors import CommandError
+from dind.errors import SETUP_FAILED, CommandError
 from dind.signals import release
 
 TYPE_CHECKING = False
@@ -120,22 +120,29 @@ def restore_default_signals() -> None:
         _signal.signal(signum, _signal.SIG_DFL)
 
 
-def become(launch: Launch) -> None:
+def become(launch: Launch, program: str) -> None:
     """Join the daemon's cgroup, then drop to its user (groups, gid, uid: the order that
     keeps the right to change each; the capabilities go with uid 0). The rootless daemon's
-    start, in the process about to exec it."""
-    if launch.cgroup:
-        from dind.safepath import open_path
+    start, in the process about to exec ``program``; a refusal is dind's own failure."""
+    try:
+        if launch.cgroup:
+            from dind.safepath import open_path
 
-        fd = open_path(f"{launch.cgroup}/cgroup.procs", os.O_WRONLY)
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
-    if launch.user is not None:
-        os.setgroups(list(launch.groups))
-        os.setresgid(launch.gid, launch.gid, launch.gid)
-        os.setresuid(launch.uid, launch.uid, launch.uid)
+            fd = open_path(f"{launch.cgroup}/cgroup.procs", os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        if launch.user is not None:
+            os.setgroups(list(launch.groups))
+            os.setresgid(launch.gid, launch.gid, launch.gid)
+            os.setresuid(launch.uid, launch.uid, launch.uid)
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        who = launch.user or launch.uid
+        raise CommandError(
+            f"{program}: cannot start as {who}: {err.strerror}{where}", SETUP_FAILED, err.errno
+        ) from None
 
 
 def exec_command(
@@ -151,13 +158,7 @@ def exec_command(
     """
     restore_default_signals()
     if launch is not None:
-        try:
-            become(launch)
-        except OSError as err:
-            who = launch.user or launch.uid
-            raise CommandError(
-                f"{argv[0]}: cannot start as {who}: {err.strerror}", 125, err.errno
-            ) from None
+        become(launch, argv[0])
     if mask is not None:
         release(mask)
     execvp(argv, env)

@@ -84,8 +84,13 @@ class ParseError(DindError):
         super().__init__(f"{where}: {reason}{quoted}")
 
 
+SETUP_FAILED = 125
+"""dind's own failure: its set-up, starting the daemon as its user, or writing the plan or
+report it was asked for."""
+
+
 class SetupError(DindError):
-    """A step of the set-up failed (exit status 125).
+    """A step of the set-up failed (exit status ``SETUP_FAILED``).
 
     ``errno`` is that of the failed system call, if any, so JSON logs can carry it.
     """

@@ -42,8 +42,6 @@ if TYPE_CHECKING:
     from dind.launch import Launch
 
 Mask = set[int | signal.Signals]
-SETUP_FAILED = 125
-"""dind's own failure (``dind.main.SETUP_FAILED``): the daemon could not be started as its user."""
 
 KEPT = frozenset(
     {
@@ -218,8 +216,7 @@ def exec_child(
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             if launch is not None:
-                report = f"{SETUP_FAILED} {argv[0]}: cannot start as {launch.user or launch.uid}"
-                become(launch)
+                become(launch, argv[0])
             execvp(argv, env)
         except CommandError as err:
             report = f"{err.status} {err}"

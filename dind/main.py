@@ -9,7 +9,14 @@ import os
 import sys
 
 from dind import signals
-from dind.errors import CommandError, DindError, EarlyExit, SetupError, UsageError
+from dind.errors import (
+    SETUP_FAILED,
+    CommandError,
+    DindError,
+    EarlyExit,
+    SetupError,
+    UsageError,
+)
 from dind.log import DEBUG, Log
 from dind.settings import Settings, from_sources
 
@@ -19,8 +26,6 @@ if TYPE_CHECKING:
     from dind.plan import Plan
 
 USAGE = 2
-SETUP_FAILED = 125
-"""dind's own failure: its set-up, or writing the plan or report it was asked for."""
 
 
 def parse_args(args: list[str]) -> Settings:
