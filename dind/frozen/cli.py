@@ -266,7 +266,7 @@ def _credentials(
                 "--username: the images come from several registries "
                 f"({', '.join(sorted(host_of(o) for o in origins))}); use --auth-file instead"
             )
-        override = Credentials(username, password_from(sys.stdin.buffer), origin="--password-stdin")
+        override = Credentials(username, password_from(sys.stdin), origin="--password-stdin")
         host = host_of(next(iter(origins)))
     path = auth_file or default_auth_file(os.environ)
     data = read_auth_file(path, required=auth_file is not None)

@@ -380,13 +380,12 @@ class CredentialStore:
 
 
 def password_from(stream: object) -> str:
-    """``--password-stdin``: the first line of stdin, bounded, trailing newline dropped."""
-    read = getattr(stream, "read", None)
-    if read is None:
+    """``--password-stdin``: stdin (``sys.stdin``, None when closed) to its end, as docker
+    login reads it, bounded; one trailing newline dropped."""
+    binary = getattr(stream, "buffer", None)
+    if binary is None:
         raise UsageError("--password-stdin: no standard input")
-    data = read(MAX_PASSWORD_BYTES + 1)
-    if isinstance(data, str):
-        data = data.encode()
+    data: bytes = binary.read(MAX_PASSWORD_BYTES + 1)
     if len(data) > MAX_PASSWORD_BYTES:
         raise UsageError(f"--password-stdin: more than {MAX_PASSWORD_BYTES} bytes on stdin")
     try:

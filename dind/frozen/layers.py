@@ -107,7 +107,10 @@ def unpack_zstd(
     store = supply.out
     present = store.open_verified(diff_id, None)
     if present is not None:
-        os.close(present)
+        try:  # an earlier run may have renamed it in and stopped before syncing it
+            supply.syncer.submit(present, str(store.root.path / relpath(diff_id)))
+        finally:
+            os.close(present)
         supply.progress(desc.digest, desc.size)
         return Outcome(desc.digest, desc.size, 0, reused=True)
     got = supply.obtain(sources, repository, desc)

@@ -72,6 +72,10 @@ def endpoint_for(registry: str, override: str | None, insecure: bool) -> str:
             raise UsageError(f"--registry {override}: plain HTTP needs --insecure")
         if not url.startswith(("http://", "https://")):
             url = f"{'http' if insecure else 'https'}://{url}"
+        try:
+            urlsplit(url).port  # noqa: B018  a bad port or IPv6 literal is ValueError
+        except ValueError as err:
+            raise UsageError(f"--registry {printable(override)}: {err}") from None
         return url
     if registry == DOCKER_HUB:
         return DOCKER_HUB_ENDPOINT
@@ -94,16 +98,20 @@ def digest_of(body: bytes, algorithm: str = "sha256") -> str:
 def read_body(response: httpx.Response, limit: int, what: str) -> bytes:
     """The whole body, or RegistryError as soon as it passes ``limit`` bytes.
 
-    The one place a body is read into memory. Transport errors are the caller's.
+    The one place a body is read into memory. Transport errors are the caller's; a body
+    encoded against ``Accept-Encoding: identity`` that does not decode is the registry's.
     """
     declared = response.headers.get("Content-Length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RegistryError(f"{what}: larger than {limit} bytes ({declared} announced)")
     body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            raise RegistryError(f"{what}: larger than {limit} bytes")
+    try:
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise RegistryError(f"{what}: larger than {limit} bytes")
+    except httpx.DecodingError as err:
+        raise RegistryError(f"{what}: {describe(err)}") from None
     return bytes(body)
 
 

@@ -267,3 +267,16 @@ def test_username_needs_one_registry_and_the_stdin_flag(
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n")))
     run = freeze(tmp_path, "a.example/x", "--username", "u", "--password-stdin")
     assert run.status == 2 and "stdin held no password" in run.err
+
+
+def test_a_closed_stdin_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """`... --password-stdin <&-`: Python's sys.stdin is then None."""
+    script = '"$0" "$1" a.example/x --username u --password-stdin <&-'
+    done = subprocess.run(
+        ["bash", "-c", script, str(CONSOLE), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == "dind-frozen-images: error: --password-stdin: no standard input\n"

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dind.frozen.manifest import DOCKER_MANIFEST, MAX_CONFIG_BYTES
@@ -366,3 +367,33 @@ def test_deep_json_as_a_separate_process(hub: RegistryServer, tmp_path: Path) ->
     (tmp_path / "manifest.json").write_bytes(DEEP)
     status, err, peak = run_bounded(tmp_path, "base", "--registry", hub.url, *FAST)
     assert_one_line_exit_1(status, err, peak, "nested deeper than")
+
+
+@pytest.mark.parametrize("registry", ["https://[::1", "http://a.example:99999", "a.example:port"])
+def test_a_malformed_registry_is_a_usage_error(
+    freeze: Freeze, tmp_path: Path, registry: str
+) -> None:
+    run = freeze(tmp_path, "x/y", "--registry", registry, "--insecure")
+    assert run.status == 2, run.err
+    assert len(run.errors) == 1 and run.errors[0].startswith(
+        f"dind-frozen-images: error: --registry {registry}: "
+    ), run.err
+    assert "Traceback" not in run.err
+
+
+def test_a_body_that_claims_gzip_and_is_not_is_the_registrys_error() -> None:
+    """Asked for ``identity``, a registry answers ``Content-Encoding: gzip`` with bytes that
+    are not gzip: one RegistryError (one line, exit 1), not httpx's DecodingError."""
+    from dind.frozen.errors import RegistryError
+    from dind.frozen.registry import read_body
+
+    def garbled(_: httpx.Request) -> httpx.Response:
+        headers = {"Content-Encoding": "gzip"}
+        return httpx.Response(200, headers=headers, stream=httpx.ByteStream(b"not gzip"))
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(garbled)) as client,
+        client.stream("GET", "http://registry.example/v2/x/manifests/1") as response,
+        pytest.raises(RegistryError, match=r"^manifest: DecodingError: "),
+    ):
+        read_body(response, 1 << 20, "manifest")
