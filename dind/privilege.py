@@ -43,7 +43,6 @@ PRIVILEGED = "privileged"
 CAPABILITIES = "capabilities"
 USER_NAMESPACE = "user-namespace"
 NONE = "none"
-LEVELS = (PRIVILEGED, CAPABILITIES, USER_NAMESPACE, NONE)
 
 READ_ONLY = (paths.PROC_SYS, paths.SYSRQ_TRIGGER, paths.SYS)
 """What a runtime makes read-only for a container that is not privileged."""

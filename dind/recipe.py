@@ -10,7 +10,7 @@ no narrower grant exists). Runs anywhere: no detection, no root, no mounts.
 
 from __future__ import annotations
 
-from dind import privilege, requirements
+from dind import requirements
 from dind.requirements import (
     APPARMOR,
     DOCKER,
@@ -194,14 +194,8 @@ def kubernetes() -> list[str]:
     ]
 
 
-RECIPES = {
-    DOCKER: (privilege.CAPABILITIES, docker),
-    PODMAN: (privilege.CAPABILITIES, podman),
-    LXC: (privilege.USER_NAMESPACE, lxc),
-    NSPAWN: (privilege.CAPABILITIES, nspawn),
-    KUBERNETES: (privilege.USER_NAMESPACE, kubernetes),
-}
-"""Each runtime's recipe and the privilege level it runs dind at."""
+RECIPES = {DOCKER: docker, PODMAN: podman, LXC: lxc, NSPAWN: nspawn, KUBERNETES: kubernetes}
+"""Each runtime's recipe."""
 
 
 def rootless(runtime: str) -> list[str]:
@@ -235,4 +229,4 @@ def render(runtime: str, rootless_daemon: bool = False) -> str:
     ``rootless_daemon``, the rootless daemon's (``--recipe RUNTIME --rootless``)."""
     if rootless_daemon:
         return "\n".join(rootless(runtime)) + "\n"
-    return "\n".join(RECIPES[runtime][1]()) + "\n"
+    return "\n".join(RECIPES[runtime]()) + "\n"

@@ -292,7 +292,6 @@ def helper_credentials(name: str, host: str, config: str) -> Credentials | None:
     username, secret = doc.get("Username", ""), doc.get("Secret", "")
     if not isinstance(username, str) or not isinstance(secret, str):
         raise CredentialsError(f"{where}: Username and Secret must be strings")
-    redact.register(secret)
     if not secret:
         return None
     origin = f"helper {program_name}"

@@ -48,8 +48,6 @@ from dind.frozen.sources import Lie, Source, Sources, Tally, first_answer
 from dind.frozen.supply import Supply, Syncer
 from dind.log import Log
 
-FORMATS = ("docker", "oci")
-
 
 @dataclass(frozen=True)
 class Resolved:

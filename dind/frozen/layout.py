@@ -188,10 +188,11 @@ def write_layout(
         with folder:
             folder.fsync()
     entries = merge(existing, images)
-    root.write_atomic(REPOSITORIES, _dumps(repositories(entries)))
-    root.write_atomic(MANIFEST, _dumps(entries))
+    root.write_atomic(REPOSITORIES, dumps(repositories(entries)))
+    root.write_atomic(MANIFEST, dumps(entries))
     return entries
 
 
-def _dumps(doc: object) -> bytes:
+def dumps(doc: object) -> bytes:
+    """A layout file's bytes: compact JSON and a newline, as docker save writes them."""
     return json.dumps(doc, indent=None, separators=(",", ":")).encode() + b"\n"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from dind.frozen.errors import StoreError
 from dind.frozen.jsondoc import parse_json
-from dind.frozen.layout import MAX_LAYOUT_BYTES
+from dind.frozen.layout import MAX_LAYOUT_BYTES, dumps
 from dind.frozen.manifest import DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES, OCI_MANIFEST
 from dind.frozen.outdir import Dir
 from dind.frozen.reference import DIGEST_LENGTHS
@@ -180,11 +180,7 @@ def write_oci(
             with folder:
                 folder.fsync()
     entries = merge(existing, images)
-    root.write_atomic(OCI_LAYOUT, _dumps({"imageLayoutVersion": LAYOUT_VERSION}))
+    root.write_atomic(OCI_LAYOUT, dumps({"imageLayoutVersion": LAYOUT_VERSION}))
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX_TYPE, "manifests": entries}
-    root.write_atomic(INDEX, _dumps(index))
+    root.write_atomic(INDEX, dumps(index))
     return entries
-
-
-def _dumps(doc: object) -> bytes:
-    return json.dumps(doc, indent=None, separators=(",", ":")).encode() + b"\n"

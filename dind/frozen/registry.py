@@ -318,7 +318,6 @@ class Registry:
             finally:
                 response.close()
             token, expires = parse_token(body, what)
-            redact.register(token)
             self.tokens.put(scope, token, expires)
 
         self.with_retries(once)
