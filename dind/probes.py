@@ -46,9 +46,18 @@ OK = "ok"
 def in_child(call: Callable[[], int]) -> str | None:
     """``ok`` or the errno name that ``call`` (returning 0 or an errno) met in a forked child,
     so that what it changes (keyrings, namespaces, credentials) never reaches this
-    process; None when the child gave no answer."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
+    process; None when the child gave no answer, or none could be started (a pids limit):
+    a probe that cannot run is unknown, never dind's failure."""
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
     if pid == 0:
         code: int | None = None  # no answer if anything but the kernel failed
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import os
 
+import pytest
+
 from dind.probes import OK, in_child, session_keyring
 from dind.rootless.detect import probe_userns
 
@@ -48,3 +50,15 @@ def test_the_real_probes_on_this_machine() -> None:
     """No seccomp filter here and user namespaces on: both calls are allowed."""
     assert session_keyring() == OK
     assert probe_userns(None, ()) == OK
+
+
+def test_a_child_that_cannot_be_started_is_no_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fork(2) refused (EAGAIN under a pids limit): unknown, and no descriptor left open."""
+
+    def refused() -> int:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "fork", refused)
+    assert in_child(lambda: 0) is None
+    assert len(os.listdir("/proc/self/fd")) == before
