@@ -14,8 +14,8 @@ cap_last_cap, the devices cgroup's list, the mount table, links and probes), a
 
 What nested Docker can do at a level is dind.abilities' to say: ``--check``, the
 start-up warning and the start-up summary use these two modules alone, so they cannot
-disagree. This one is small and on the start-up path; a privileged container (today's
-common case) needs nothing more.
+disagree. This one is small and on every start's path; a privileged container (today's
+common case) needs nothing more, unless dind starts dockerd (the summary names the level).
 """
 
 from __future__ import annotations
