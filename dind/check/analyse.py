@@ -236,8 +236,6 @@ def _privilege(env: Env, found: Findings, judged: abilities.Assessment) -> dict[
     piece with the least option that grants it in this runtime's words (dind.privilege)."""
     snap = env.snap
     facts = env.privilege
-    effective = None if env.cap_eff is None else procfs.cap_names(env.cap_eff)
-    bounding = None if env.cap_bnd is None else procfs.cap_names(env.cap_bnd)
     root_outside = facts.root_outside
     rootless = snap.euid != 0
     sysbox = env.mounts is not None and any(
@@ -255,9 +253,7 @@ def _privilege(env: Env, found: Findings, judged: abilities.Assessment) -> dict[
         },
         "euid": snap.euid,
         "cap_sys_admin": env.sys_admin,
-        **facts.to_json(),
-        "effective": effective,
-        "bounding": bounding,
+        **facts.to_json(),  # effective and bounding capabilities by name among them
         "uid_map": uid_map,
         "rootless": rootless,
         "sysbox": sysbox,

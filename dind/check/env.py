@@ -11,16 +11,15 @@ import contextlib
 from collections.abc import Callable
 from typing import TypeVar
 
-from dind import mountinfo, proccgroup, procfs
+from dind import mountinfo, proccgroup, procfs, requirements
 from dind.abilities import Assessment, assess
 from dind.check.model import Snapshot
-from dind.check.runtime import fix, identify
+from dind.check.runtime import identify
 from dind.errors import DindError
 from dind.namespaces import is_initial
 from dind.paths import (
     ATTR_APPARMOR,
     ATTR_CURRENT,
-    CAP_LAST_CAP,
     IP_FORWARD,
     MOUNTINFO,
     PROC_1_CGROUP,
@@ -46,9 +45,7 @@ class Env:
         self.snap = snap
         status = procfs.status_fields(snap.text(PROC_SELF_STATUS) or "")
         self.cap_eff = procfs.cap_mask(status.get("CapEff"))
-        self.cap_bnd = procfs.cap_mask(status.get("CapBnd"))
         self.sys_admin = procfs.has_cap(self.cap_eff, "CAP_SYS_ADMIN")
-        self.cap_last = procfs.cap_last(snap.text(CAP_LAST_CAP))
 
         uid_text = snap.text(PROC_SELF_UID_MAP)
         self.uid_map = None if uid_text is None else procfs.id_map(uid_text)
@@ -110,8 +107,9 @@ class Env:
         return None
 
     def fix(self, *keys: str) -> str:
-        """The least grants of ``keys`` (dind.requirements) in this runtime's words."""
-        return fix(self.runtime, *keys)
+        """The least grants of ``keys`` (dind.requirements) in this runtime's words: the
+        least option that fixes the finding, never ``--privileged`` where less does."""
+        return requirements.fix(self.runtime, keys)
 
     def memory_controller(self) -> bool | None:
         """Whether nested containers can be given a memory limit here (a memory controller

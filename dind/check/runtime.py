@@ -12,7 +12,6 @@ Pure.
 
 from __future__ import annotations
 
-from dind import requirements
 from dind.namespaces import is_initial
 
 TYPE_CHECKING = False
@@ -30,12 +29,6 @@ KUBERNETES = "kubernetes"
 SYSBOX = "sysbox"
 HOST = "none"
 UNKNOWN = "unknown"
-
-
-def fix(runtime: str, *keys: str) -> str:
-    """The grants of ``keys`` (dind.requirements) in ``runtime``'s own words: the least
-    option that fixes the finding, never ``--privileged`` where less does."""
-    return requirements.fix(runtime, keys)
 
 
 def identify(
