@@ -69,8 +69,13 @@ def socket_of(argv: list[str]) -> Endpoint:
 
     for host in parse_flags(argv[1:]).get("host", []):
         if host.startswith("unix://"):
-            return Endpoint("http://docker", socket=host.removeprefix("unix://"))
-    return Endpoint("http://docker", socket=paths.DOCKER_SOCKET.removeprefix("unix://"))
+            return unix_endpoint(host)
+    return unix_endpoint(paths.DOCKER_SOCKET)
+
+
+def unix_endpoint(address: str) -> Endpoint:
+    """The daemon at a ``unix://`` address."""
+    return Endpoint("http://docker", socket=address.removeprefix("unix://"))
 
 
 def _reaped(pid: int) -> int | None:
@@ -126,7 +131,7 @@ def run_with_dockerd(plan: Plan, settings: Settings, log: Log, mask: set[int]) -
     daemon = spawn(plan.dockerd, mask, log, output=output, env=env, launch=launch)
     os.close(output)
     log.info(f"dockerd runs as PID {daemon}, its output in {settings.dockerd_log}", pid=daemon)
-    target = socket_of(plan.dockerd) if launch is None else socket_of(["", "-H", launch.socket])
+    target = socket_of(plan.dockerd) if launch is None else unix_endpoint(launch.socket)
     timeout = settings.timeout if settings.timeout is not None else 60.0
     started = time.monotonic()
     dead: list[int] = []

@@ -16,6 +16,7 @@ import stat
 
 from dind.actions import PENDING, Action
 from dind.errors import SetupError
+from dind.rootless.facts import TUN_DEVICE
 from dind.safepath import Dir
 
 TYPE_CHECKING = False
@@ -145,7 +146,7 @@ class GiveDevice(Action):
 
     __slots__ = ("gid", "path", "uid")
     kind = "chown"
-    device = (10, 200)
+    device = TUN_DEVICE
 
     def __init__(
         self, step: str, path: str, uid: int, gid: int, status: str = PENDING, note: str = ""

@@ -32,12 +32,10 @@ FILES = (
     paths.SUBUID,
     paths.SUBGID,
     paths.PROC_SELF_STATUS,
-    paths.ATTR_CURRENT,
     paths.MAX_USER_NAMESPACES,
     paths.UNPRIVILEGED_USERNS_CLONE,
     paths.APPARMOR_RESTRICT_USERNS,
 )
-CLONE_NEWUSER = 0x10000000
 
 
 def which(name: str) -> str | None:
@@ -81,7 +79,7 @@ def probe_userns(user: userdb.User | None, groups: tuple[int, ...]) -> str | Non
     """unshare(CLONE_NEWUSER) in a forked child, as ``user`` when dind is root: ``ok`` or the
     errno name (a seccomp filter, a sysctl); None when it cannot be probed."""
     from dind.probes import in_child
-    from dind.syscalls import unshare
+    from dind.syscalls import CLONE_NEWUSER, unshare
 
     def become_and_unshare() -> int:
         if os.geteuid() == 0 and user is not None:

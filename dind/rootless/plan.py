@@ -31,6 +31,7 @@ from dind.actions import REFUSED, SATISFIED, Action, Decision, RemoveFile, Symli
 from dind.launch import Launch
 from dind.record import Record
 from dind.rootless import facts as rf
+from dind.rootless import proxy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ MTU = 65520
 NET = "slirp4netns"
 PORT_DRIVER = "builtin"
 PROXY = "dind-rootlesskit-docker-proxy"
-STATE_VARIABLE = "DIND_ROOTLESSKIT_STATE_DIR"
+STATE_VARIABLE = proxy.VARIABLE
 """Where ``dind-rootlesskit-docker-proxy`` finds rootlesskit's state directory."""
 DAEMON_GROUP = "daemon"
 NESTED_GROUP = "docker"
