@@ -162,7 +162,8 @@ def command(
     refs = [parse_reference(text) for text in images]
     wanted = parse_platform(platform_text) if platform_text else host_platform()
     mirror_urls = parse_mirrors(mirrors, insecure)
-    origins = {endpoint_for(ref.registry, registry, insecure) for ref in refs}
+    endpoints = [endpoint_for(ref.registry, registry, insecure) for ref in refs]
+    origins = set(endpoints)
     store = _credentials(auth_file, username, password_stdin, origins)
     policy = RetryPolicy(attempts=retries, backoff=backoff)
     cancel = threading.Event()
@@ -175,8 +176,7 @@ def command(
         )
         registries: dict[str, Registry] = {}
         pairs: list[tuple[Reference, Sources]] = []
-        for ref in refs:
-            endpoint = endpoint_for(ref.registry, registry, insecure)
+        for ref, endpoint in zip(refs, endpoints, strict=True):
             if endpoint not in registries:
                 registries[endpoint] = _registry(endpoint, client, policy, cancel, store)
             origin = Source(registries[endpoint], mirror=False)

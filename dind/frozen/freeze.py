@@ -416,7 +416,7 @@ class Freezer:
         return LayoutImage(
             relpath(manifest.config.digest),
             tuple(
-                layer_path(layer, diff_id, unpacked=True)
+                layer_path(layer, diff_id)
                 for layer, diff_id in zip(manifest.layers, diff_ids, strict=True)
             ),
             tags,

@@ -138,6 +138,7 @@ def unpack_zstd(
     return got.outcome
 
 
-def layer_path(desc: Descriptor, diff_id: str, unpacked: bool) -> str:
-    """Where the layout points for a layer: its tar when zstd was unpacked, else the blob."""
-    return relpath(diff_id) if unpacked and is_zstd(desc) else relpath(desc.digest)
+def layer_path(desc: Descriptor, diff_id: str) -> str:
+    """Where the ``docker load`` layout points for a layer: its unpacked tar when it is
+    zstd, else the blob."""
+    return relpath(diff_id) if is_zstd(desc) else relpath(desc.digest)
